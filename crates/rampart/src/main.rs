@@ -1,0 +1,31 @@
+//! `rampart`: one binary with a role per layer. This file only parses the command line
+//! and dispatches; each role lives in its own module and crates.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod check;
+mod exit;
+
+/// Rampart: defense-in-depth network security for Kubernetes clusters.
+#[derive(Debug, Parser)]
+#[command(name = "rampart", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Load and validate documents of every kind Rampart knows, and report every error.
+    Check(check::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Check(args) => check::run(args),
+    };
+    exit::report(result)
+}
