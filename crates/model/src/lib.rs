@@ -7,3 +7,18 @@
 //!
 //! What it does not do: no parsing of documents (see `rampart-resources`), no policy
 //! evaluation (see `rampart-policy`), no I/O, no clock.
+
+pub mod cluster;
+pub mod labels;
+pub mod net;
+pub mod policy;
+pub mod port;
+
+pub use cluster::{Cluster, ContainerPort, NAMESPACE_NAME_LABEL, Namespace, Node, Pod, PodRef};
+pub use labels::{LabelSelector, Labels, Requirement};
+pub use net::{Cidr, CidrError, Family, IpBlock, IpRange, IpSet};
+pub use policy::{
+    Action, AdminNetworkPolicy, AdminPeer, AdminPort, AdminRule, BaselineAdminNetworkPolicy,
+    Direction, NamespaceMatch, NetworkPolicy, Peer, Peers, PolicySet, Rule, Subject,
+};
+pub use port::{PolicyPort, PortName, PortRange, PortSpec, Probe, Protocol};

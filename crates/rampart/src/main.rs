@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 mod check;
 mod exit;
+mod policy;
 
 /// Rampart: defense-in-depth network security for Kubernetes clusters.
 #[derive(Debug, Parser)]
@@ -20,12 +21,17 @@ struct Cli {
 enum Command {
     /// Load and validate documents of every kind Rampart knows, and report every error.
     Check(check::Args),
+    /// Analyse NetworkPolicies and AdminNetworkPolicies offline: reachability matrices,
+    /// explanations of single flows, and lint findings.
+    #[command(subcommand)]
+    Policy(policy::Command),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Check(args) => check::run(args),
+        Command::Policy(command) => policy::run(command),
     };
     exit::report(result)
 }

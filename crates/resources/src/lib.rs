@@ -12,10 +12,13 @@
 //! decoding of each kind lives with the kind (the cluster and policy kinds in
 //! [`cluster`]; other roles decode their own kinds from [`document::Document`]s).
 
+pub mod cluster;
 pub mod diag;
 pub mod document;
+mod raw;
 pub mod source;
 
+pub use cluster::{ClusterInput, Skipped, decode_cluster, load_cluster};
 pub use diag::{Diagnostic, Diagnostics, FieldPath, Location, ObjectErrors, Severity};
 pub use document::{Document, parse_source, parse_sources};
 pub use source::{Source, read_sources};

@@ -1,0 +1,154 @@
+//! `rampart policy`: offline analysis of NetworkPolicies (and the admin tiers) over a
+//! cluster's workloads, read from manifests.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use rampart_model::Probe;
+use rampart_policy::{Endpoint, Evaluator, Index, matrix};
+use rampart_resources::{ClusterInput, Diagnostics, load_cluster};
+
+use crate::exit::Outcome;
+
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum Command {
+    /// Reachability of every pod that has an IP to every such pod, per port and protocol.
+    Matrix(MatrixArgs),
+    /// Whether one flow is allowed, and which tier, policy, rule, peer and port decide it.
+    Explain(ExplainArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct Inputs {
+    /// Manifests: files, directories (read recursively) or `-` for standard input.
+    /// Repeatable. YAML (multi-document) or JSON, single objects or `kind: List`.
+    #[arg(short = 'f', long = "filename", required = true)]
+    files: Vec<String>,
+    /// List the documents that were skipped because of their kind.
+    #[arg(short, long)]
+    verbose: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum MatrixFormat {
+    Json,
+    Table,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct MatrixArgs {
+    #[command(flatten)]
+    inputs: Inputs,
+    /// A probe, as `80/TCP`, `53/UDP` or `80` (TCP). Repeatable. Default: every
+    /// (port, protocol) that some pod declares.
+    #[arg(long = "port", value_parser = parse_probe)]
+    ports: Vec<Probe>,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
+    output: MatrixFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ExplainFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct ExplainArgs {
+    #[command(flatten)]
+    inputs: Inputs,
+    /// Source: `namespace/pod` or an IP address.
+    #[arg(long)]
+    from: String,
+    /// Destination: `namespace/pod` or an IP address.
+    #[arg(long)]
+    to: String,
+    /// Destination port and protocol, as `80/TCP`.
+    #[arg(long = "port", value_parser = parse_probe)]
+    port: Probe,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
+    output: ExplainFormat,
+}
+
+fn parse_probe(s: &str) -> Result<Probe, String> {
+    s.parse()
+}
+
+pub(crate) fn run(command: Command) -> Outcome {
+    match command {
+        Command::Matrix(args) => matrix(args),
+        Command::Explain(args) => explain(args),
+    }
+}
+
+/// Loads the inputs; prints warnings (and skipped documents with `--verbose`).
+fn load(inputs: &Inputs) -> anyhow::Result<ClusterInput> {
+    let input = load_cluster(&inputs.files).map_err(anyhow::Error::new::<Diagnostics>)?;
+    let mut err = std::io::stderr().lock();
+    for w in input.warnings.iter() {
+        writeln!(err, "{w}")?;
+    }
+    if inputs.verbose {
+        for s in &input.skipped {
+            let name = s.name.as_deref().unwrap_or("(no name)");
+            writeln!(
+                err,
+                "skipped: {}: {} {} {name}",
+                s.location, s.api_version, s.kind
+            )?;
+        }
+    }
+    Ok(input)
+}
+
+fn matrix(args: MatrixArgs) -> Outcome {
+    let input = load(&args.inputs)?;
+    let index = Index::build(&input.cluster, &input.policies);
+    let probes = if args.ports.is_empty() {
+        matrix::declared_probes(&input.cluster)
+    } else {
+        args.ports
+    };
+    let matrices = matrix::compute(&index, &probes);
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    match args.output {
+        MatrixFormat::Json => matrix::write_json(&mut out, &index, &matrices)?,
+        MatrixFormat::Table => matrix::write_table(&mut out, &index, &matrices)?,
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn explain(args: ExplainArgs) -> Outcome {
+    let input = load(&args.inputs)?;
+    let cluster = &input.cluster;
+    let endpoint = |text: &str, flag: &str| -> anyhow::Result<Endpoint<'_>> {
+        if let Some((ns, name)) = text.split_once('/')
+            && let Some(pod) = cluster.pod(ns, name)
+        {
+            return Ok(Endpoint::pod(pod));
+        }
+        let Ok(ip) = text.parse() else {
+            bail!("--{flag} {text:?}: no such pod, and not an IP address");
+        };
+        Ok(match cluster.pods.iter().find(|p| p.ips.contains(&ip)) {
+            Some(pod) => Endpoint::Pod { pod, ip: Some(ip) },
+            None => Endpoint::Address(ip),
+        })
+    };
+    let src = endpoint(&args.from, "from")?;
+    let dst = endpoint(&args.to, "to")?;
+    let explanation = Evaluator::new(cluster, &input.policies).explain(&src, &dst, args.port);
+    let mut out = std::io::stdout().lock();
+    match args.output {
+        ExplainFormat::Text => write!(out, "{explanation}")?,
+        ExplainFormat::Json => {
+            serde_json::to_writer_pretty(&mut out, &explanation).context("writing JSON")?;
+            writeln!(out)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
