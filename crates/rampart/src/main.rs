@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod check;
+mod edge;
 mod exit;
 mod policy;
 
@@ -25,6 +26,11 @@ enum Command {
     /// explanations of single flows, and lint findings.
     #[command(subcommand)]
     Policy(policy::Command),
+    /// Run the edge gateway: TLS termination, HTTP routing, TCP/SNI passthrough, load
+    /// balancing, hot reload.
+    Edge(edge::EdgeArgs),
+    /// Start the edge gateway on a built-in default config in front of a demo service.
+    Up(edge::UpArgs),
 }
 
 fn main() -> ExitCode {
@@ -32,6 +38,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check(args) => check::run(args),
         Command::Policy(command) => policy::run(command),
+        Command::Edge(args) => edge::run_edge(args),
+        Command::Up(args) => edge::run_up(args),
     };
     exit::report(result)
 }

@@ -1,0 +1,522 @@
+//! The HTTP service: request filter, routing, redirects, forwarding to a backend with
+//! retries, header rewriting, metrics and access logs.
+//!
+//! Error responses are short fixed texts; the cause goes to the log, never to the
+//! client. Who is to blame decides the status: no route 404, filter verdicts as given,
+//! no available server 503, a server that cannot be reached or breaks the exchange 502,
+//! a server too slow to answer 504.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+
+use crate::config::{HttpRoute, Redirect, RouteAction};
+use crate::hooks::{RequestInfo, RequestVerdict};
+use crate::io::{Activity, now_ms};
+use crate::lb::ServerState;
+use crate::runtime::{BackendRuntime, Runtime};
+use crate::{Shared, forwarded, route};
+
+/// A response body: from a server, or made here.
+#[derive(Debug)]
+pub enum ProxyBody {
+    /// Made by the gateway.
+    Local(Option<Bytes>),
+    /// Streamed from a server; the guard keeps load accounting until the body ends.
+    Upstream(Incoming, InFlight),
+}
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        match self.get_mut() {
+            ProxyBody::Local(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            ProxyBody::Upstream(body, guard) => {
+                let r = Pin::new(body).poll_frame(cx);
+                if let Poll::Ready(None) = r {
+                    guard.release();
+                }
+                r
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ProxyBody::Local(b) => b.is_none(),
+            ProxyBody::Upstream(body, _) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ProxyBody::Local(Some(b)) => SizeHint::with_exact(b.len() as u64),
+            ProxyBody::Local(None) => SizeHint::with_exact(0),
+            ProxyBody::Upstream(body, _) => body.size_hint(),
+        }
+    }
+}
+
+/// A request body going upstream: the client's, or empty (a retried request that had
+/// none).
+#[derive(Debug)]
+pub enum UpstreamBody {
+    /// Streamed from the client.
+    Client(Incoming),
+    /// No body.
+    Empty,
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        match self.get_mut() {
+            UpstreamBody::Client(b) => Pin::new(b).poll_frame(cx),
+            UpstreamBody::Empty => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            UpstreamBody::Client(b) => b.is_end_stream(),
+            UpstreamBody::Empty => true,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            UpstreamBody::Client(b) => b.size_hint(),
+            UpstreamBody::Empty => SizeHint::with_exact(0),
+        }
+    }
+}
+
+/// Counts a request against its server and connection until released or dropped.
+#[derive(Debug)]
+pub struct InFlight {
+    server: Option<Arc<ServerState>>,
+    activity: Option<Arc<Activity>>,
+}
+
+impl InFlight {
+    fn new(server: Option<Arc<ServerState>>, activity: Option<Arc<Activity>>) -> Self {
+        if let Some(s) = &server {
+            s.in_flight.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(a) = &activity {
+            a.in_flight.fetch_add(1, Ordering::Relaxed);
+        }
+        Self { server, activity }
+    }
+
+    fn release(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.in_flight.fetch_sub(1, Ordering::Relaxed);
+        }
+        if let Some(a) = self.activity.take() {
+            a.in_flight.fetch_sub(1, Ordering::Relaxed);
+            a.touch();
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+/// What a connection tells its requests.
+#[derive(Debug)]
+pub struct ConnContext {
+    /// Gateway state.
+    pub shared: Arc<Shared>,
+    /// The listener's configured address (its identity across reloads).
+    pub listener: SocketAddr,
+    /// The client (after PROXY protocol).
+    pub peer: SocketAddr,
+    /// The address the client connected to.
+    pub local: SocketAddr,
+    /// Activity record (HTTP/2 idle tracking), if any.
+    pub activity: Option<Arc<Activity>>,
+}
+
+fn local(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
+    let mut r = Response::new(ProxyBody::Local(Some(Bytes::from_static(text.as_bytes()))));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+/// Serves one request.
+pub async fn serve(
+    ctx: Arc<ConnContext>,
+    req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, Infallible> {
+    let started = Instant::now();
+    if let Some(a) = &ctx.activity {
+        a.requests.fetch_add(1, Ordering::Relaxed);
+    }
+    let _active = InFlight::new(None, ctx.activity.clone());
+    let rt = ctx.shared.current.load_full();
+    let Some(&li) = rt.by_addr.get(&ctx.listener) else {
+        return Ok(local(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "listener is being removed\n",
+        ));
+    };
+    let lcfg = &rt.config.listeners[li];
+    if let Some(filter) = &ctx.shared.hooks.request {
+        let info = RequestInfo {
+            listener: &lcfg.name,
+            peer: ctx.peer,
+            method: req.method(),
+            uri: req.uri(),
+            headers: req.headers(),
+        };
+        if let RequestVerdict::Respond {
+            status,
+            retry_after,
+        } = filter.check(&info)
+        {
+            let mut r = local(status, "request refused\n");
+            if let Some(s) = retry_after {
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(s));
+            }
+            r.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return Ok(r);
+        }
+    }
+    let host = route::request_host(req.uri(), req.headers())
+        .map(|h| route::lowercase_host(h).into_owned());
+    let Some(ri) = route::find_route(
+        &lcfg.http_routes,
+        host.as_deref(),
+        req.uri().path(),
+        req.method(),
+        req.headers(),
+    ) else {
+        ctx.shared.metrics.unrouted.fetch_add(1, Ordering::Relaxed);
+        return Ok(local(StatusCode::NOT_FOUND, "no route\n"));
+    };
+    let route = &lcfg.http_routes[ri];
+    let route_metrics = rt.listeners[li].route_metrics[ri].clone();
+    let scheme = rt.listeners[li].scheme;
+    let (response, upstream) = match &route.action {
+        RouteAction::Redirect(r) => (redirect(r, scheme, &req), None),
+        RouteAction::Backend(bi) => {
+            forward(&ctx, &rt, route, *bi, scheme, host.as_deref(), req).await
+        }
+    };
+    let status = response.status();
+    route_metrics.record(status.as_u16(), started.elapsed());
+    if rt.config.access_log {
+        tracing::info!(
+            target: "rampart_edge::access",
+            listener = %lcfg.name,
+            route = %route.name,
+            peer = %ctx.peer,
+            status = status.as_u16(),
+            upstream = upstream.map(tracing::field::display),
+            micros = started.elapsed().as_micros() as u64,
+            "request"
+        );
+    }
+    Ok(response)
+}
+
+fn redirect(r: &Redirect, scheme: &str, req: &Request<Incoming>) -> Response<ProxyBody> {
+    let raw_host = req
+        .uri()
+        .authority()
+        .map(|a| a.as_str().to_owned())
+        .or_else(|| {
+            req.headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_owned)
+        })
+        .unwrap_or_default();
+    let (req_host, req_port) = match raw_host.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
+            if p.bytes().all(|b| b.is_ascii_digit()) && !h.is_empty() {
+                (h.to_owned(), Some(p.to_owned()))
+            } else {
+                (raw_host.clone(), None)
+            }
+        }
+        _ => (raw_host.clone(), None),
+    };
+    let new_scheme = r.scheme.as_deref().unwrap_or(scheme);
+    let host = r.host.clone().unwrap_or(req_host);
+    if host.is_empty() {
+        return local(StatusCode::BAD_REQUEST, "missing host\n");
+    }
+    let port = match r.port {
+        Some(p) => Some(p.to_string()),
+        None if new_scheme != scheme => None,
+        None => req_port,
+    };
+    let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let location = match port {
+        Some(p) => format!("{new_scheme}://{host}:{p}{pq}"),
+        None => format!("{new_scheme}://{host}{pq}"),
+    };
+    let Ok(value) = HeaderValue::from_str(&location) else {
+        return local(StatusCode::BAD_REQUEST, "bad request\n");
+    };
+    let mut resp = local(
+        StatusCode::from_u16(r.status).unwrap_or(StatusCode::MOVED_PERMANENTLY),
+        "redirecting\n",
+    );
+    resp.headers_mut().insert(header::LOCATION, value);
+    resp
+}
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1), removed in both directions.
+static HOP_BY_HOP: [HeaderName; 7] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    if let Some(conn) = headers.get(header::CONNECTION) {
+        // Headers named in Connection are hop-by-hop too.
+        let named: Vec<HeaderName> = conn
+            .to_str()
+            .unwrap_or("")
+            .split(',')
+            .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+            .collect();
+        for n in named {
+            headers.remove(n);
+        }
+    }
+    for h in &HOP_BY_HOP {
+        if headers.contains_key(h) {
+            headers.remove(h);
+        }
+    }
+}
+
+fn idempotent(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}
+
+enum SendError {
+    /// The request never reached a server: safe to retry.
+    Connect,
+    /// The exchange failed after the request may have been sent.
+    Exchange,
+    /// No response headers in time.
+    Timeout,
+}
+
+async fn send(
+    backend: &BackendRuntime,
+    proxy_protocol: Option<(SocketAddr, SocketAddr)>,
+    si: usize,
+    req: Request<UpstreamBody>,
+    timeout: std::time::Duration,
+) -> Result<Response<Incoming>, SendError> {
+    let fut = async {
+        match proxy_protocol {
+            None => backend.client.request(req).await.map_err(|e| {
+                if e.is_connect() {
+                    SendError::Connect
+                } else {
+                    tracing::debug!(error = %e, "upstream exchange failed");
+                    SendError::Exchange
+                }
+            }),
+            Some((client, local)) => {
+                // One connection per request: it carries one client's address.
+                let header = crate::proxy_protocol::encode(client, local);
+                let io = backend
+                    .connector
+                    .connect(backend.addrs[si], Some(&header))
+                    .await
+                    .map_err(|_| SendError::Connect)?;
+                let (mut sender, conn) =
+                    hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io))
+                        .await
+                        .map_err(|_| SendError::Connect)?;
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+                sender
+                    .send_request(req)
+                    .await
+                    .map_err(|_| SendError::Exchange)
+            }
+        }
+    };
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(SendError::Timeout),
+    }
+}
+
+async fn forward(
+    ctx: &ConnContext,
+    rt: &Runtime,
+    route: &HttpRoute,
+    bi: usize,
+    scheme: &'static str,
+    host: Option<&str>,
+    req: Request<Incoming>,
+) -> (Response<ProxyBody>, Option<SocketAddr>) {
+    let backend = &rt.backends[bi];
+    let bcfg = &rt.config.backends[bi];
+    let (mut parts, body) = req.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    if !parts.headers.contains_key(header::HOST)
+        && let Some(a) = parts.uri.authority()
+        && let Ok(v) = HeaderValue::from_str(a.as_str())
+    {
+        parts.headers.insert(header::HOST, v);
+    }
+    let trusted = crate::config::Cidr::any_contains(&rt.config.trusted_proxies, ctx.peer.ip());
+    forwarded::apply(&mut parts.headers, ctx.peer.ip(), scheme, host, trusted);
+    if !route.request_headers.is_empty() {
+        route.request_headers.apply(&mut parts.headers);
+    }
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+    let retryable = bcfg.retries > 0 && idempotent(&parts.method) && body.is_end_stream();
+    let saved = retryable.then(|| (parts.method.clone(), parts.headers.clone()));
+    let proxy_protocol = bcfg.proxy_protocol.then_some((ctx.peer, ctx.local));
+    let mut tried: Vec<usize> = Vec::new();
+    let mut next = Some((parts, UpstreamBody::Client(body)));
+    let attempts = if retryable { bcfg.retries + 1 } else { 1 };
+    let mut last_failure = StatusCode::SERVICE_UNAVAILABLE;
+    for _ in 0..attempts {
+        let random = rand::random::<u64>();
+        let Some(si) = backend
+            .balancer
+            .pick(now_ms(), Some(ctx.peer.ip()), random, &tried)
+        else {
+            break;
+        };
+        tried.push(si);
+        let (mut parts, body) = match next.take() {
+            Some(p) => p,
+            None => match &saved {
+                // A retry: rebuild the request (no body, checked above).
+                Some((method, headers)) => {
+                    let (mut p, _) = Request::new(()).into_parts();
+                    p.method = method.clone();
+                    p.headers = headers.clone();
+                    (p, UpstreamBody::Empty)
+                }
+                None => break,
+            },
+        };
+        let mut uri_parts = http::uri::Parts::default();
+        uri_parts.scheme = Some(http::uri::Scheme::HTTP);
+        uri_parts.authority = Some(backend.authorities[si].clone());
+        uri_parts.path_and_query = Some(path_and_query.clone());
+        parts.uri = Uri::from_parts(uri_parts).unwrap_or_default();
+        parts.version = Version::HTTP_11;
+        let server = backend.balancer.servers()[si].clone();
+        let guard = InFlight::new(Some(server), None);
+        let req = Request::from_parts(parts, body);
+        match send(
+            backend,
+            proxy_protocol,
+            si,
+            req,
+            rt.config.timeouts.server_response,
+        )
+        .await
+        {
+            Ok(resp) => {
+                let status = resp.status();
+                let failed = matches!(status.as_u16(), 502..=504);
+                if backend.balancer.report(si, !failed, now_ms()) {
+                    tracing::warn!(backend = %bcfg.name, server = %backend.addrs[si], "server ejected after consecutive failures");
+                }
+                let (mut rparts, rbody) = resp.into_parts();
+                strip_hop_by_hop(&mut rparts.headers);
+                if !route.response_headers.is_empty() {
+                    route.response_headers.apply(&mut rparts.headers);
+                }
+                return (
+                    Response::from_parts(rparts, ProxyBody::Upstream(rbody, guard)),
+                    Some(backend.addrs[si]),
+                );
+            }
+            Err(e) => {
+                drop(guard);
+                if backend.balancer.report(si, false, now_ms()) {
+                    tracing::warn!(backend = %bcfg.name, server = %backend.addrs[si], "server ejected after consecutive failures");
+                }
+                match e {
+                    SendError::Connect => {
+                        tracing::debug!(backend = %bcfg.name, server = %backend.addrs[si], "connect failed");
+                        last_failure = StatusCode::BAD_GATEWAY;
+                        continue;
+                    }
+                    SendError::Exchange => {
+                        return (
+                            local(StatusCode::BAD_GATEWAY, "bad gateway\n"),
+                            Some(backend.addrs[si]),
+                        );
+                    }
+                    SendError::Timeout => {
+                        return (
+                            local(StatusCode::GATEWAY_TIMEOUT, "gateway timeout\n"),
+                            Some(backend.addrs[si]),
+                        );
+                    }
+                }
+            }
+        }
+    }
+    if last_failure == StatusCode::BAD_GATEWAY {
+        (local(StatusCode::BAD_GATEWAY, "bad gateway\n"), None)
+    } else {
+        (
+            local(StatusCode::SERVICE_UNAVAILABLE, "no server available\n"),
+            None,
+        )
+    }
+}
