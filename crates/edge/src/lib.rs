@@ -128,8 +128,15 @@ pub struct Shared {
     carry: Carry,
     reload_lock: Mutex<()>,
     source: ConfigSource,
-    sockets: std::sync::Mutex<HashMap<SocketAddr, SocketAddr>>,
-    listener_stops: std::sync::Mutex<HashMap<SocketAddr, watch::Sender<bool>>>,
+    /// Listener name to (configured address, bound address, stop signal).
+    sockets: std::sync::Mutex<HashMap<String, BoundListener>>,
+}
+
+#[derive(Debug)]
+struct BoundListener {
+    configured: SocketAddr,
+    bound: SocketAddr,
+    stop: Option<watch::Sender<bool>>,
 }
 
 /// The connection counter plus a way to enter it.
@@ -191,6 +198,9 @@ pub enum StartError {
     },
 }
 
+/// The key of the admin listener in [`Gateway::bound_addresses`].
+pub const ADMIN: &str = "admin";
+
 /// A running gateway.
 #[derive(Debug, Clone)]
 pub struct Gateway {
@@ -226,11 +236,11 @@ impl Gateway {
             reload_lock: Mutex::new(()),
             source,
             sockets: std::sync::Mutex::new(HashMap::new()),
-            listener_stops: std::sync::Mutex::new(HashMap::new()),
         });
         let gw = Gateway { shared };
         let rt = gw.shared.current.load_full();
-        gw.bind_new(&rt).await?;
+        let sockets = gw.bind_new(&rt)?;
+        gw.activate(&rt, sockets);
         if let Some(admin) = rt.config.admin {
             let l = TcpListener::bind(admin)
                 .await
@@ -239,65 +249,82 @@ impl Gateway {
                     source,
                 })?;
             let bound = l.local_addr().unwrap_or(admin);
-            gw.lock_sockets().insert(admin, bound);
+            gw.lock_sockets().insert(
+                ADMIN.to_owned(),
+                BoundListener {
+                    configured: admin,
+                    bound,
+                    stop: None,
+                },
+            );
             tokio::spawn(admin::serve(gw.shared.clone(), l));
         }
         start_background(&rt);
         Ok(gw)
     }
 
-    fn lock_sockets(&self) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, SocketAddr>> {
+    fn lock_sockets(&self) -> std::sync::MutexGuard<'_, HashMap<String, BoundListener>> {
         self.shared
             .sockets
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Binds the listeners of `rt` that are not bound yet.
-    async fn bind_new(&self, rt: &Runtime) -> Result<(), StartError> {
+    /// Binds the listeners of `rt` that are not bound yet (new names, or names whose
+    /// address changed). The sockets start accepting in [`Self::activate`], once the
+    /// config is live.
+    fn bind_new(&self, rt: &Runtime) -> Result<Vec<(String, TcpListener)>, StartError> {
+        let mut out = Vec::new();
         for l in &rt.config.listeners {
-            if self.lock_sockets().contains_key(&l.address) {
+            if let Some(b) = self.lock_sockets().get(&l.name)
+                && b.configured == l.address
+            {
                 continue;
             }
             let listener = bind(l.address).map_err(|source| StartError::Bind {
                 address: l.address,
                 source,
             })?;
+            out.push((l.name.clone(), listener));
+        }
+        Ok(out)
+    }
+
+    /// Starts accepting on freshly bound sockets; stops old sockets of the same name.
+    fn activate(&self, rt: &Runtime, sockets: Vec<(String, TcpListener)>) {
+        for (name, listener) in sockets {
+            let Some(l) = rt.config.listeners.iter().find(|l| l.name == name) else {
+                continue;
+            };
             let bound = listener.local_addr().unwrap_or(l.address);
-            self.lock_sockets().insert(l.address, bound);
             let (stop, stopped) = watch::channel(false);
-            self.shared
-                .listener_stops
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .insert(l.address, stop);
+            let old = self.lock_sockets().insert(
+                name.clone(),
+                BoundListener {
+                    configured: l.address,
+                    bound,
+                    stop: Some(stop),
+                },
+            );
+            if let Some(BoundListener { stop: Some(s), .. }) = old {
+                let _ = s.send(true);
+            }
             tokio::spawn(listener::accept_loop(
                 self.shared.clone(),
                 listener,
-                l.address,
+                Arc::from(name.as_str()),
                 stopped,
             ));
         }
-        Ok(())
     }
 
     /// The bound address of each listener by name (useful with port 0), and of the
     /// admin listener under `"admin"`.
     pub fn bound_addresses(&self) -> HashMap<String, SocketAddr> {
-        let rt = self.shared.current.load();
-        let sockets = self.lock_sockets();
-        let mut out = HashMap::new();
-        for l in &rt.config.listeners {
-            if let Some(b) = sockets.get(&l.address) {
-                out.insert(l.name.clone(), *b);
-            }
-        }
-        if let Some(a) = rt.config.admin
-            && let Some(b) = sockets.get(&a)
-        {
-            out.insert("admin".to_owned(), *b);
-        }
-        out
+        self.lock_sockets()
+            .iter()
+            .map(|(name, b)| (name.clone(), b.bound))
+            .collect()
     }
 
     /// The running config revision.
@@ -355,33 +382,34 @@ impl Gateway {
         )
         .await?;
         // New listeners are bound before the swap; a bind failure rejects the config.
-        if let Err(e) = self.bind_new(&rt).await {
-            return Err(Diagnostic::error(e.to_string()).into());
-        }
+        let sockets = match self.bind_new(&rt) {
+            Ok(s) => s,
+            Err(e) => return Err(Diagnostic::error(e.to_string()).into()),
+        };
         let rt = Arc::new(rt);
         self.shared.current.store(rt.clone());
+        self.activate(&rt, sockets);
         old.retire();
         start_background(&rt);
-        // Listeners that left the config stop accepting: wake their accept loops.
-        let keep: Vec<SocketAddr> = rt.config.listeners.iter().map(|l| l.address).collect();
-        let removed: Vec<SocketAddr> = self
-            .lock_sockets()
-            .keys()
-            .filter(|a| !keep.contains(a) && Some(**a) != rt.config.admin)
-            .copied()
+        // Listeners that left the config stop accepting.
+        let keep: Vec<&str> = rt
+            .config
+            .listeners
+            .iter()
+            .map(|l| l.name.as_str())
             .collect();
-        for a in removed {
-            self.lock_sockets().remove(&a);
-            let stop = self
-                .shared
-                .listener_stops
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .remove(&a);
-            if let Some(stop) = stop {
-                let _ = stop.send(true);
+        let mut sockets = self.lock_sockets();
+        let removed: Vec<String> = sockets
+            .keys()
+            .filter(|n| !keep.contains(&n.as_str()) && n.as_str() != ADMIN)
+            .cloned()
+            .collect();
+        for name in removed {
+            if let Some(BoundListener { stop: Some(s), .. }) = sockets.remove(&name) {
+                let _ = s.send(true);
             }
         }
+        drop(sockets);
         Ok(revision)
     }
 

@@ -31,7 +31,7 @@ use crate::{Shared, proxy_protocol, sni};
 pub(crate) async fn accept_loop(
     shared: Arc<Shared>,
     listener: TcpListener,
-    key: SocketAddr,
+    key: Arc<str>,
     mut removed: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut stop = shared.stop_accepting.subscribe();
@@ -51,7 +51,7 @@ pub(crate) async fn accept_loop(
             }
         };
         let rt = shared.current.load_full();
-        let Some(&li) = rt.by_addr.get(&key) else {
+        let Some(&li) = rt.by_name.get(&key) else {
             // The listener left the config; it is closing.
             break;
         };
@@ -77,6 +77,7 @@ pub(crate) async fn accept_loop(
         };
         let conn_guard = shared.connections.enter();
         let shared = shared.clone();
+        let key = key.clone();
         tokio::spawn(async move {
             lm.active_connections.fetch_add(1, Ordering::Relaxed);
             let _token = token;
@@ -105,11 +106,13 @@ async fn handle(
     li: usize,
     mut stream: TcpStream,
     mut peer: SocketAddr,
-    key: SocketAddr,
+    key: Arc<str>,
     lm: &ListenerMetrics,
 ) {
     let _ = stream.set_nodelay(true);
-    let local = stream.local_addr().unwrap_or(key);
+    let Ok(local) = stream.local_addr() else {
+        return;
+    };
     let lcfg: &Listener = &rt.config.listeners[li];
     let deadline = tokio::time::Instant::now() + rt.config.timeouts.tls_handshake;
     let mut buf: Vec<u8> = Vec::new();
@@ -321,7 +324,7 @@ async fn passthrough(
     state.in_flight.fetch_sub(1, Ordering::Relaxed);
 }
 
-type CtxBase = (Arc<Shared>, SocketAddr, SocketAddr, SocketAddr);
+type CtxBase = (Arc<Shared>, Arc<str>, SocketAddr, SocketAddr);
 
 async fn serve_http<IO>(base: CtxBase, io: IO, h2: bool)
 where
@@ -337,7 +340,7 @@ where
         let activity = Activity::new();
         let ctx = Arc::new(ConnContext {
             shared: shared.clone(),
-            listener,
+            listener: listener.clone(),
             peer,
             local,
             activity: Some(activity.clone()),

@@ -151,8 +151,8 @@ impl Drop for InFlight {
 pub struct ConnContext {
     /// Gateway state.
     pub shared: Arc<Shared>,
-    /// The listener's configured address (its identity across reloads).
-    pub listener: SocketAddr,
+    /// The listener's name (its identity across reloads).
+    pub listener: Arc<str>,
     /// The client (after PROXY protocol).
     pub peer: SocketAddr,
     /// The address the client connected to.
@@ -184,7 +184,7 @@ pub async fn serve(
     }
     let _active = InFlight::new(None, ctx.activity.clone());
     let rt = ctx.shared.current.load_full();
-    let Some(&li) = rt.by_addr.get(&ctx.listener) else {
+    let Some(&li) = rt.by_name.get(&ctx.listener) else {
         return Ok(local(
             StatusCode::SERVICE_UNAVAILABLE,
             "listener is being removed\n",

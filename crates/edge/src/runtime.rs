@@ -76,8 +76,8 @@ pub struct Runtime {
     pub config: EdgeConfig,
     /// Same order as `config.listeners`.
     pub listeners: Vec<ListenerRuntime>,
-    /// Configured listener address to index.
-    pub by_addr: HashMap<SocketAddr, usize>,
+    /// Listener name to index (names identify listeners across reloads).
+    pub by_name: HashMap<Arc<str>, usize>,
     /// Same order as `config.backends`.
     pub backends: Vec<BackendRuntime>,
     /// Files whose change triggers a reload.
@@ -276,11 +276,11 @@ pub async fn build(
     if !errors.is_empty() {
         return Err(errors);
     }
-    let by_addr = config
+    let by_name = config
         .listeners
         .iter()
         .enumerate()
-        .map(|(i, l)| (l.address, i))
+        .map(|(i, l)| (Arc::from(l.name.as_str()), i))
         .collect();
     let (stop, _) = tokio::sync::watch::channel(false);
     Ok(Runtime {
@@ -288,7 +288,7 @@ pub async fn build(
         digest,
         config,
         listeners,
-        by_addr,
+        by_name,
         backends,
         watched_files: watched,
         certificates,

@@ -124,7 +124,16 @@ fn validate_spec(
             );
         }
         if let Some(l) = listener(rl, &p, &backend_index, errs) {
-            if let Some(first) = addresses.insert(l.address, i) {
+            if rl.name == crate::ADMIN {
+                errs.push(
+                    &p.field("name"),
+                    "\"admin\" is reserved for the admin listener",
+                );
+            }
+            // Port 0 (any free port) never collides.
+            let fixed = l.address.port() != 0;
+            if !fixed {
+            } else if let Some(first) = addresses.insert(l.address, i) {
                 errs.push(
                     &p.field("address"),
                     format!(
@@ -133,7 +142,7 @@ fn validate_spec(
                     ),
                 );
             }
-            if admin == Some(l.address) {
+            if fixed && admin == Some(l.address) {
                 errs.push(&p.field("address"), "address is the admin listener's");
             }
             listeners.push(l);

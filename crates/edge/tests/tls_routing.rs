@@ -1,0 +1,319 @@
+//! TLS termination and HTTP routing with real clients: a rustls client over hyper, and
+//! curl.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+fn config(
+    dir: &std::path::Path,
+    a: &Cert,
+    w: &Cert,
+    api: &Backend,
+    web: &Backend,
+    extra: &str,
+) -> std::path::PathBuf {
+    let text = format!(
+        r#"apiVersion: rampart.dev/v1alpha1
+kind: EdgeGateway
+metadata: {{name: test}}
+spec:
+  admin: {{address: "127.0.0.1:0"}}
+  accessLog: false
+{extra}
+  listeners:
+    - name: https
+      address: "127.0.0.1:0"
+      tls:
+        certificates:
+          - name: api
+            certFile: {ac}
+            keyFile: {ak}
+          - name: apps
+            certFile: {wc}
+            keyFile: {wk}
+      httpRoutes:
+        - name: api-v1-get
+          match:
+            hosts: [api.example.test]
+            pathPrefix: /v1
+            methods: [GET]
+          backend: api
+          requestHeaders:
+            set: {{x-route: api-v1}}
+            remove: [x-remove-me]
+          responseHeaders:
+            remove: [x-internal]
+            add: {{x-edge: rampart}}
+        - name: canary
+          match:
+            hosts: ["*.apps.test"]
+            headers: [{{name: x-canary, value: "1"}}]
+          backend: api
+        - name: apps
+          match:
+            hosts: ["*.apps.test"]
+          backend: web
+        - name: moved
+          match:
+            hosts: [api.example.test]
+            pathPrefix: /old
+          redirect: {{pathless: true}}
+    - name: plain
+      address: "127.0.0.1:0"
+      httpRoutes:
+        - name: to-https
+          redirect: {{scheme: https, port: 8443, status: 308}}
+  backends:
+    - name: api
+      servers: [{{address: "{api}"}}]
+    - name: web
+      servers: [{{address: "{web}"}}]
+"#,
+        ac = a.cert.display(),
+        ak = a.key.display(),
+        wc = w.cert.display(),
+        wk = w.key.display(),
+        api = api.addr,
+        web = web.addr,
+    )
+    // `pathless` is not a field: replaced below by a valid redirect.
+    .replace(
+        "redirect: {pathless: true}",
+        "redirect: {host: new.example.test, status: 302}",
+    );
+    let path = dir.join("edge.yaml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sni_alpn_routing_and_headers() {
+    let dir = tempdir();
+    let a = write_cert(dir.path(), "api", &["api.example.test"]);
+    let w = write_cert(dir.path(), "apps", &["*.apps.test"]);
+    let api = Backend::start("api").await;
+    let web = Backend::start("web").await;
+    let gw = start(&config(dir.path(), &a, &w, &api, &web, "")).await;
+    let edge = addr(&gw, "https");
+    let both = client_config(&[&a.pem, &w.pem], &["h2", "http/1.1"]);
+    let h1 = client_config(&[&a.pem, &w.pem], &["http/1.1"]);
+
+    // SNI picks the certificate; ALPN picks the protocol.
+    let r = https_get(&both, edge, "api.example.test", "/v1/items").await;
+    assert_eq!(r.cert, a.fingerprint);
+    assert_eq!(r.alpn.as_deref(), Some("h2"));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.headers["x-served-by"], "api");
+    let r = https_get(&h1, edge, "shop.apps.test", "/").await;
+    assert_eq!(r.cert, w.fingerprint);
+    assert_eq!(r.alpn.as_deref(), Some("http/1.1"));
+    assert_eq!(r.headers["x-served-by"], "web");
+    // A name no certificate covers, and no default: the handshake is refused.
+    assert!(
+        https(&both, edge, "other.test", "GET", "/", &[])
+            .await
+            .is_err()
+    );
+
+    // Routing by path prefix on segment boundaries, method and header.
+    let r = https_get(&both, edge, "api.example.test", "/v1").await;
+    assert_eq!(r.status, 200);
+    let r = https_get(&both, edge, "api.example.test", "/v10").await;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.body, "no route\n");
+    let r = https(&both, edge, "api.example.test", "POST", "/v1/items", &[])
+        .await
+        .unwrap();
+    assert_eq!(r.status, 404);
+    let r = https(&both, edge, "x.apps.test", "GET", "/", &[("x-canary", "1")])
+        .await
+        .unwrap();
+    assert_eq!(r.headers["x-served-by"], "api");
+
+    // Header edits and forwarding headers: client-supplied ones are replaced.
+    let r = https(
+        &h1,
+        edge,
+        "api.example.test",
+        "GET",
+        "/v1/h",
+        &[
+            ("x-remove-me", "1"),
+            ("x-forwarded-for", "6.6.6.6"),
+            ("forwarded", "for=6.6.6.6"),
+            ("x-forwarded-proto", "http"),
+        ],
+    )
+    .await
+    .unwrap();
+    assert!(r.body.contains("x-route: api-v1\n"), "{}", r.body);
+    assert!(!r.body.contains("x-remove-me"), "{}", r.body);
+    assert!(
+        r.body.contains("x-forwarded-for: 127.0.0.1\n"),
+        "{}",
+        r.body
+    );
+    assert!(!r.body.contains("6.6.6.6"), "{}", r.body);
+    assert!(r.body.contains("x-forwarded-proto: https\n"), "{}", r.body);
+    assert!(
+        r.body
+            .contains("forwarded: for=127.0.0.1;proto=https;host=\"api.example.test\"\n"),
+        "{}",
+        r.body
+    );
+    assert!(!r.headers.contains_key("x-internal"));
+    assert_eq!(r.headers["x-edge"], "rampart");
+
+    // Redirects: to another host, and http to https.
+    let r = https_get(&both, edge, "api.example.test", "/old/page?q=1").await;
+    assert_eq!(r.status, 302);
+    assert_eq!(
+        r.headers["location"],
+        "https://new.example.test/old/page?q=1"
+    );
+    let r = http_get(addr(&gw, "plain"), "site.test", "/a?b=c", &[])
+        .await
+        .unwrap();
+    assert_eq!(r.status, 308);
+    assert_eq!(r.headers["location"], "https://site.test:8443/a?b=c");
+
+    // Metrics count by route and status, and handshakes by kind.
+    let m = metrics(&gw).await;
+    assert!(m.contains("rampart_edge_http_requests_total{listener=\"https\",route=\"api-v1-get\",status=\"200\"}"), "{m}");
+    assert!(
+        m.contains("rampart_edge_tls_handshakes_total{listener=\"https\",kind=\"failed\"} 1"),
+        "{m}"
+    );
+}
+
+async fn https_get(
+    c: &std::sync::Arc<rustls::ClientConfig>,
+    addr: std::net::SocketAddr,
+    sni: &str,
+    path: &str,
+) -> Reply {
+    https(c, addr, sni, "GET", path, &[]).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trusted_proxies_extend_the_chain() {
+    let dir = tempdir();
+    let a = write_cert(dir.path(), "api", &["api.example.test"]);
+    let w = write_cert(dir.path(), "apps", &["*.apps.test"]);
+    let api = Backend::start("api").await;
+    let web = Backend::start("web").await;
+    let gw = start(&config(
+        dir.path(),
+        &a,
+        &w,
+        &api,
+        &web,
+        "  trustedProxies: [127.0.0.0/8]",
+    ))
+    .await;
+    let c = client_config(&[&a.pem], &["http/1.1"]);
+    let r = https(
+        &c,
+        addr(&gw, "https"),
+        "api.example.test",
+        "GET",
+        "/v1/x",
+        &[
+            ("x-forwarded-for", "203.0.113.9"),
+            ("x-forwarded-proto", "https"),
+            ("forwarded", "for=203.0.113.9"),
+        ],
+    )
+    .await
+    .unwrap();
+    assert!(
+        r.body.contains("x-forwarded-for: 203.0.113.9, 127.0.0.1\n"),
+        "{}",
+        r.body
+    );
+    assert!(
+        r.body
+            .contains("forwarded: for=203.0.113.9, for=127.0.0.1;proto=https"),
+        "{}",
+        r.body
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resumption_with_tickets() {
+    let dir = tempdir();
+    let a = write_cert(dir.path(), "api", &["api.example.test"]);
+    let w = write_cert(dir.path(), "apps", &["*.apps.test"]);
+    let api = Backend::start("api").await;
+    let web = Backend::start("web").await;
+    let gw = start(&config(dir.path(), &a, &w, &api, &web, "")).await;
+    let c = client_config(&[&a.pem], &["http/1.1"]);
+    let first = https(
+        &c,
+        addr(&gw, "https"),
+        "api.example.test",
+        "GET",
+        "/v1/a",
+        &[],
+    )
+    .await
+    .unwrap();
+    assert!(!first.resumed);
+    let second = https(
+        &c,
+        addr(&gw, "https"),
+        "api.example.test",
+        "GET",
+        "/v1/a",
+        &[],
+    )
+    .await
+    .unwrap();
+    assert!(second.resumed);
+    let m = metrics(&gw).await;
+    assert!(m.contains("kind=\"resumed\"} 1"), "{m}");
+    assert!(m.contains("kind=\"full\"} 1"), "{m}");
+}
+
+/// curl, as a user would run it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn curl_over_http1_and_http2() {
+    let dir = tempdir();
+    let a = write_cert(dir.path(), "api", &["api.example.test"]);
+    let w = write_cert(dir.path(), "apps", &["*.apps.test"]);
+    let api = Backend::start("api").await;
+    let web = Backend::start("web").await;
+    let gw = start(&config(dir.path(), &a, &w, &api, &web, "")).await;
+    let port = addr(&gw, "https").port();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, format!("{}{}", a.pem, w.pem)).unwrap();
+    for (flag, version) in [("--http1.1", "1.1"), ("--http2", "2")] {
+        let out = tokio::time::timeout(
+            Duration::from_secs(20),
+            tokio::process::Command::new("curl")
+                .args(["-sS", "--max-time", "10", flag, "--cacert"])
+                .arg(&ca)
+                .args(["--resolve", &format!("shop.apps.test:{port}:127.0.0.1")])
+                .args([
+                    "-w",
+                    "\n%{http_code} %{http_version}",
+                    &format!("https://shop.apps.test:{port}/hello"),
+                ])
+                .output(),
+        )
+        .await
+        .expect("curl timed out")
+        .expect("curl must be installed (scripts/install-deps)");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "curl {flag}: {text} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text.starts_with("GET /hello\n"), "{text}");
+        assert!(text.ends_with(&format!("200 {version}")), "{text}");
+    }
+}
