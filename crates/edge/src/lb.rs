@@ -165,10 +165,14 @@ impl Balancer {
         }
         match self.algorithm {
             Balance::RoundRobin => {
+                // Slots of unavailable servers are consumed, not skipped locally, so
+                // the remaining servers keep their relative weights.
                 let len = self.sequence.len();
-                let start = self.counter.fetch_add(1, Ordering::Relaxed);
                 (0..len)
-                    .map(|k| usize::from(self.sequence[(start + k) % len]))
+                    .map(|_| {
+                        let k = self.counter.fetch_add(1, Ordering::Relaxed);
+                        usize::from(self.sequence[k % len])
+                    })
                     .find(|&i| ok(i))
             }
             Balance::LeastConnections => {

@@ -17,3 +17,6 @@ mod validate;
 
 pub use types::*;
 pub use validate::{API_VERSION, KIND, decode, load, parse_duration};
+
+#[cfg(test)]
+mod tests;
