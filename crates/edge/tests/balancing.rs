@@ -1,5 +1,7 @@
 //! Load balancing, health checks, passive ejection and retries, against real backends.
 
+#![expect(clippy::unwrap_used, reason = "test helpers panic on setup failures")]
+
 mod common;
 
 use std::time::Duration;
@@ -74,14 +76,21 @@ async fn least_connections_and_power_of_two_avoid_busy_servers() {
         // server with fewer of them.
         let mut slow = Vec::new();
         for _ in 0..6 {
-            slow.push(tokio::spawn(async move { http_get(web, "lb.test", "/slow", &[]).await.unwrap() }));
+            slow.push(tokio::spawn(async move {
+                http_get(web, "lb.test", "/slow", &[]).await.unwrap()
+            }));
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
         let quick = served_by(&gw, "/", 20).await;
         let mut slow_ids = Vec::new();
         for s in slow {
-            slow_ids.push(s.await.unwrap().headers["x-served-by"].to_str().unwrap().to_owned());
+            slow_ids.push(
+                s.await.unwrap().headers["x-served-by"]
+                    .to_str()
+                    .unwrap()
+                    .to_owned(),
+            );
         }
         let slow_t = tally(slow_ids.iter().map(String::as_str));
         // The slow requests spread over both servers (3 and 3 for least connections).
@@ -108,7 +117,10 @@ async fn least_connections_prefers_the_idle_server() {
     let slow = tokio::spawn(async move { http_get(web, "lb.test", "/slow", &[]).await.unwrap() });
     tokio::time::sleep(Duration::from_millis(100)).await;
     let quick = served_by(&gw, "/", 10).await;
-    let busy = slow.await.unwrap().headers["x-served-by"].to_str().unwrap().to_owned();
+    let busy = slow.await.unwrap().headers["x-served-by"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert!(quick.iter().all(|q| *q != busy), "{busy} {quick:?}");
 }
 
@@ -142,9 +154,16 @@ async fn consistent_hash_on_client_address() {
         for i in 0..60u8 {
             let client: std::net::SocketAddr = format!("198.51.100.{i}:40000").parse().unwrap();
             let mut tcp = tokio::net::TcpStream::connect(web).await.unwrap();
-            tcp.write_all(&rampart_edge::proxy_protocol::encode(client, web)).await.unwrap();
+            tcp.write_all(&rampart_edge::proxy_protocol::encode(client, web))
+                .await
+                .unwrap();
             let r = http_get_on(tcp, "lb.test", "/", &[]).await.unwrap();
-            assert!(r.body.contains(&format!("x-forwarded-for: 198.51.100.{i}\n")), "{}", r.body);
+            assert!(
+                r.body
+                    .contains(&format!("x-forwarded-for: 198.51.100.{i}\n")),
+                "{}",
+                r.body
+            );
             let id = r.headers["x-served-by"].to_str().unwrap().to_owned();
             if round == 0 {
                 first.insert(i, id);
@@ -173,9 +192,9 @@ async fn health_checks_eject_and_restore() {
     b.health.store(503, std::sync::atomic::Ordering::Relaxed);
     let label = b.addr.to_string();
     let down = eventually(Duration::from_secs(5), || async {
-        metrics(&gw)
-            .await
-            .contains(&format!("rampart_edge_backend_server_healthy{{backend=\"pool\",server=\"{label}\"}} 0"))
+        metrics(&gw).await.contains(&format!(
+            "rampart_edge_backend_server_healthy{{backend=\"pool\",server=\"{label}\"}} 0"
+        ))
     })
     .await;
     assert!(down, "b never marked unhealthy");
@@ -183,9 +202,9 @@ async fn health_checks_eject_and_restore() {
     assert!(ids.iter().all(|i| i == "a"), "{ids:?}");
     b.health.store(200, std::sync::atomic::Ordering::Relaxed);
     let up = eventually(Duration::from_secs(5), || async {
-        metrics(&gw)
-            .await
-            .contains(&format!("rampart_edge_backend_server_healthy{{backend=\"pool\",server=\"{label}\"}} 1"))
+        metrics(&gw).await.contains(&format!(
+            "rampart_edge_backend_server_healthy{{backend=\"pool\",server=\"{label}\"}} 1"
+        ))
     })
     .await;
     assert!(up, "b never recovered");
@@ -221,10 +240,17 @@ async fn retries_and_passive_ejection_on_a_dead_server() {
     assert!(ids.iter().all(|i| i == "a"));
     let m = metrics(&gw).await;
     assert!(
-        m.contains(&format!("rampart_edge_backend_server_ejections_total{{backend=\"pool\",server=\"{dead}\"}} 1")),
+        m.contains(&format!(
+            "rampart_edge_backend_server_ejections_total{{backend=\"pool\",server=\"{dead}\"}} 1"
+        )),
         "{m}"
     );
-    assert!(m.contains(&format!("rampart_edge_backend_server_healthy{{backend=\"pool\",server=\"{dead}\"}} 0")), "{m}");
+    assert!(
+        m.contains(&format!(
+            "rampart_edge_backend_server_healthy{{backend=\"pool\",server=\"{dead}\"}} 0"
+        )),
+        "{m}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -236,7 +262,9 @@ async fn no_retry_without_budget_gives_502() {
     };
     let cfg = format!("      retries: 0\n      servers:\n        - {{address: \"{dead}\"}}");
     let gw = start(&write(dir.path(), &cfg, "")).await;
-    let r = http_get(addr(&gw, "web"), "lb.test", "/", &[]).await.unwrap();
+    let r = http_get(addr(&gw, "web"), "lb.test", "/", &[])
+        .await
+        .unwrap();
     assert_eq!(r.status, 502);
     assert_eq!(r.body, "bad gateway\n");
 }

@@ -1,4 +1,6 @@
 //! TCP routes: TLS passed through by SNI (the client verifies the backend's own
+
+#![expect(clippy::unwrap_used, reason = "test helpers panic on setup failures")]
 //! certificate end to end), by port, and PROXY protocol v2 towards servers.
 
 mod common;
@@ -7,10 +9,15 @@ use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A TLS server with its own certificate (the "API server").
-async fn tls_backend(names: &[&str], id: &'static str) -> (std::net::SocketAddr, String, rampart_tls::Fingerprint) {
+async fn tls_backend(
+    names: &[&str],
+    id: &'static str,
+) -> (std::net::SocketAddr, String, rampart_tls::Fingerprint) {
     let names: Vec<String> = names.iter().map(|s| (*s).to_owned()).collect();
     let ss = rampart_tls::self_signed(&names).unwrap();
-    let store = rampart_tls::CertStore::new(&[rampart_tls::CertEntry::new(ss.identity.clone())], Some(0)).unwrap();
+    let store =
+        rampart_tls::CertStore::new(&[rampart_tls::CertEntry::new(ss.identity.clone())], Some(0))
+            .unwrap();
     let config = rampart_tls::server_config(
         rampart_tls::SniResolver::new(store),
         &rampart_tls::ServerSettings {
@@ -24,13 +31,20 @@ async fn tls_backend(names: &[&str], id: &'static str) -> (std::net::SocketAddr,
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
-            let Ok((s, _)) = listener.accept().await else { continue };
+            let Ok((s, _)) = listener.accept().await else {
+                continue;
+            };
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(s).await else { return };
+                let Ok(tls) = acceptor.accept(s).await else {
+                    return;
+                };
                 let svc = hyper::service::service_fn(move |_req| async move {
-                    let mut r = http::Response::new(http_body_util::Full::new(bytes::Bytes::from_static(b"from the api server\n")));
-                    r.headers_mut().insert("x-served-by", http::HeaderValue::from_static(id));
+                    let mut r = http::Response::new(http_body_util::Full::new(
+                        bytes::Bytes::from_static(b"from the api server\n"),
+                    ));
+                    r.headers_mut()
+                        .insert("x-served-by", http::HeaderValue::from_static(id));
                     Ok::<_, std::convert::Infallible>(r)
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
@@ -92,25 +106,57 @@ spec:
     // end, so verification succeeds and the certificate is the backend's, not the edge's.
     let kube_only = client_config(&[&kube_pem], &["http/1.1"]);
     for listener in ["https", "kube"] {
-        let r = https(&kube_only, addr(&gw, listener), "kube.example.test", "GET", "/version", &[])
-            .await
-            .unwrap();
+        let r = https(
+            &kube_only,
+            addr(&gw, listener),
+            "kube.example.test",
+            "GET",
+            "/version",
+            &[],
+        )
+        .await
+        .unwrap();
         assert_eq!(r.cert, kube_fp, "{listener}");
         assert_eq!(r.headers["x-served-by"], "apiserver");
     }
     // Other names on the https listener are terminated by the edge.
     let edge_only = client_config(&[&edge_cert.pem], &["h2", "http/1.1"]);
-    let r = https(&edge_only, addr(&gw, "https"), "www.example.test", "GET", "/", &[]).await.unwrap();
+    let r = https(
+        &edge_only,
+        addr(&gw, "https"),
+        "www.example.test",
+        "GET",
+        "/",
+        &[],
+    )
+    .await
+    .unwrap();
     assert_eq!(r.cert, edge_cert.fingerprint);
     assert_eq!(r.headers["x-served-by"], "web");
     // A client trusting only the edge cannot be fooled into the API server: it fails.
-    assert!(https(&edge_only, addr(&gw, "https"), "kube.example.test", "GET", "/", &[]).await.is_err());
+    assert!(
+        https(
+            &edge_only,
+            addr(&gw, "https"),
+            "kube.example.test",
+            "GET",
+            "/",
+            &[]
+        )
+        .await
+        .is_err()
+    );
 
     // Plain bytes on the SNI-routing listener are not TLS: closed.
-    let mut raw = tokio::net::TcpStream::connect(addr(&gw, "https")).await.unwrap();
-    raw.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+    let mut raw = tokio::net::TcpStream::connect(addr(&gw, "https"))
+        .await
+        .unwrap();
+    raw.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
     let mut buf = Vec::new();
-    let n = tokio::time::timeout(std::time::Duration::from_secs(5), raw.read_to_end(&mut buf)).await;
+    let n =
+        tokio::time::timeout(std::time::Duration::from_secs(5), raw.read_to_end(&mut buf)).await;
     assert!(matches!(n, Ok(Ok(0)) | Ok(Err(_))), "{n:?} {buf:?}");
 }
 
@@ -121,7 +167,9 @@ async fn proxy_protocol_v2_to_servers() {
     let server = listener.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
-            let Ok((mut s, _)) = listener.accept().await else { continue };
+            let Ok((mut s, _)) = listener.accept().await else {
+                continue;
+            };
             tokio::spawn(async move {
                 let mut buf = Vec::new();
                 let mut chunk = [0u8; 256];
@@ -133,10 +181,14 @@ async fn proxy_protocol_v2_to_servers() {
                     buf.extend_from_slice(&chunk[..n]);
                     match rampart_edge::proxy_protocol::parse(&buf) {
                         rampart_edge::proxy_protocol::Parse::NeedMore => continue,
-                        rampart_edge::proxy_protocol::Parse::Header(h) if buf.len() >= h.len + 5 => {
+                        rampart_edge::proxy_protocol::Parse::Header(h)
+                            if buf.len() >= h.len + 5 =>
+                        {
                             let (src, _) = h.addresses.unwrap();
                             let rest = String::from_utf8_lossy(&buf[h.len..]).into_owned();
-                            let _ = s.write_all(format!("client={} first={rest}", src.ip()).as_bytes()).await;
+                            let _ = s
+                                .write_all(format!("client={} first={rest}", src.ip()).as_bytes())
+                                .await;
                             return;
                         }
                         rampart_edge::proxy_protocol::Parse::Header(_) => continue,
@@ -153,12 +205,17 @@ async fn proxy_protocol_v2_to_servers() {
     let path = dir.path().join("edge.yaml");
     std::fs::write(&path, text).unwrap();
     let gw = start(&path).await;
-    let mut c = tokio::net::TcpStream::connect(addr(&gw, "l4")).await.unwrap();
+    let mut c = tokio::net::TcpStream::connect(addr(&gw, "l4"))
+        .await
+        .unwrap();
     c.write_all(b"hello").await.unwrap();
     let mut out = String::new();
-    tokio::time::timeout(std::time::Duration::from_secs(5), c.read_to_string(&mut out))
-        .await
-        .unwrap()
-        .unwrap();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        c.read_to_string(&mut out),
+    )
+    .await
+    .unwrap()
+    .unwrap();
     assert_eq!(out, "client=127.0.0.1 first=hello");
 }

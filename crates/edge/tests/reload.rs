@@ -10,7 +10,10 @@ use common::*;
 use tokio::io::AsyncWriteExt;
 
 fn config(cert: &Cert, servers: &[std::net::SocketAddr], revision: &str, extra: &str) -> String {
-    let servers: String = servers.iter().map(|s| format!("        - {{address: \"{s}\"}}\n")).collect();
+    let servers: String = servers
+        .iter()
+        .map(|s| format!("        - {{address: \"{s}\"}}\n"))
+        .collect();
     format!(
         r#"apiVersion: rampart.dev/v1alpha1
 kind: EdgeGateway
@@ -57,16 +60,21 @@ async fn ten_reloads_under_load_without_a_failed_request() {
     // Keep-alive HTTP/1.1 connections (old connections see new configs), and fresh
     // connections alternating HTTP/2 and HTTP/1.1. Bounded in count and time.
     for w in 0..4 {
-        let (stop, ok, client, client_h1) = (stop.clone(), ok.clone(), client.clone(), client_h1.clone());
+        let (stop, ok, client, client_h1) =
+            (stop.clone(), ok.clone(), client.clone(), client_h1.clone());
         workers.push(tokio::spawn(async move {
             let mut failures = Vec::new();
-            let mut ka = KeepAlive::connect(&client_h1, edge, "edge.test").await.unwrap();
+            let mut ka = KeepAlive::connect(&client_h1, edge, "edge.test")
+                .await
+                .unwrap();
             for i in 0..5000 {
                 if stop.load(Ordering::Relaxed) {
                     break;
                 }
                 let result = if (i + w) % 3 == 0 {
-                    https(&client, edge, "edge.test", "GET", "/", &[]).await.map(|r| r.status)
+                    https(&client, edge, "edge.test", "GET", "/", &[])
+                        .await
+                        .map(|r| r.status)
                 } else {
                     ka.get("/").await.map(|r| r.0)
                 };
@@ -82,7 +90,11 @@ async fn ten_reloads_under_load_without_a_failed_request() {
     }
     for revision in 1..=10 {
         tokio::time::sleep(Duration::from_millis(150)).await;
-        let servers: &[std::net::SocketAddr] = if revision % 2 == 0 { &[a.addr] } else { &[a.addr, b.addr] };
+        let servers: &[std::net::SocketAddr] = if revision % 2 == 0 {
+            &[a.addr]
+        } else {
+            &[a.addr, b.addr]
+        };
         std::fs::write(&path, config(&cert, servers, &revision.to_string(), "")).unwrap();
         let applied = gw.reload().await.unwrap();
         assert_eq!(applied, revision + 1);
@@ -93,11 +105,26 @@ async fn ten_reloads_under_load_without_a_failed_request() {
     for w in workers {
         failures.extend(w.await.unwrap());
     }
-    assert!(failures.is_empty(), "{} failed: {:?}", failures.len(), &failures[..failures.len().min(5)]);
-    assert!(ok.load(Ordering::Relaxed) > 100, "too little load: {}", ok.load(Ordering::Relaxed));
-    let r = https(&client, edge, "edge.test", "GET", "/", &[]).await.unwrap();
+    assert!(
+        failures.is_empty(),
+        "{} failed: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+    assert!(
+        ok.load(Ordering::Relaxed) > 100,
+        "too little load: {}",
+        ok.load(Ordering::Relaxed)
+    );
+    let r = https(&client, edge, "edge.test", "GET", "/", &[])
+        .await
+        .unwrap();
     assert_eq!(r.headers["x-config"], "10");
-    assert!(metrics(&gw).await.contains("rampart_edge_reloads_total{result=\"ok\"} 10"));
+    assert!(
+        metrics(&gw)
+            .await
+            .contains("rampart_edge_reloads_total{result=\"ok\"} 10")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -118,17 +145,30 @@ async fn invalid_config_is_rejected_and_the_old_one_serves() {
     let err = gw.reload().await.unwrap_err().to_string();
     let file = path.display().to_string();
     assert!(err.contains(&format!("{file}: document 1 (line 1): EdgeGateway reload: spec.timeouts.connect: invalid duration")), "{err}");
-    assert!(err.contains("spec.listeners[0].httpRoutes[0].backend: no backend named \"missing\""), "{err}");
+    assert!(
+        err.contains("spec.listeners[0].httpRoutes[0].backend: no backend named \"missing\""),
+        "{err}"
+    );
     // A config that validates but cannot be made live (missing certificate file).
-    let missing = config(&cert, &[a.addr], "bad", "").replace(&cert.cert.display().to_string(), "/nonexistent/x.crt");
+    let missing = config(&cert, &[a.addr], "bad", "")
+        .replace(&cert.cert.display().to_string(), "/nonexistent/x.crt");
     std::fs::write(&path, missing).unwrap();
     let err = gw.reload().await.unwrap_err().to_string();
-    assert!(err.contains("spec.listeners[0].tls.certificates[0]: /nonexistent/x.crt: cannot read"), "{err}");
+    assert!(
+        err.contains("spec.listeners[0].tls.certificates[0]: /nonexistent/x.crt: cannot read"),
+        "{err}"
+    );
 
-    let r = https(&client, edge, "edge.test", "GET", "/", &[]).await.unwrap();
+    let r = https(&client, edge, "edge.test", "GET", "/", &[])
+        .await
+        .unwrap();
     assert_eq!(r.status, 200);
     assert_eq!(r.headers["x-config"], "good");
-    assert!(metrics(&gw).await.contains("rampart_edge_reloads_total{result=\"rejected\"} 2"));
+    assert!(
+        metrics(&gw)
+            .await
+            .contains("rampart_edge_reloads_total{result=\"rejected\"} 2")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -137,14 +177,20 @@ async fn drain_finishes_in_flight_requests_and_stops_accepting() {
     let cert = write_cert(dir.path(), "edge", &["edge.test"]);
     let a = Backend::start("a").await;
     let path = dir.path().join("edge.yaml");
-    std::fs::write(&path, config(&cert, &[a.addr], "d", "  timeouts: {drain: 5s}")).unwrap();
+    std::fs::write(
+        &path,
+        config(&cert, &[a.addr], "d", "  timeouts: {drain: 5s}"),
+    )
+    .unwrap();
     let gw = start(&path).await;
     let edge = addr(&gw, "https");
     let client = client_config(&[&cert.pem], &["h2", "http/1.1"]);
     let mut slow = Vec::new();
     for _ in 0..4 {
         let client = client.clone();
-        slow.push(tokio::spawn(async move { https(&client, edge, "edge.test", "GET", "/slow", &[]).await }));
+        slow.push(tokio::spawn(async move {
+            https(&client, edge, "edge.test", "GET", "/slow", &[]).await
+        }));
     }
     tokio::time::sleep(Duration::from_millis(150)).await;
     let left = gw.drain().await;
@@ -152,7 +198,11 @@ async fn drain_finishes_in_flight_requests_and_stops_accepting() {
     for s in slow {
         assert_eq!(s.await.unwrap().unwrap().status, 200);
     }
-    assert!(https(&client, edge, "edge.test", "GET", "/", &[]).await.is_err());
+    assert!(
+        https(&client, edge, "edge.test", "GET", "/", &[])
+            .await
+            .is_err()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -161,7 +211,16 @@ async fn slow_headers_are_cut_at_the_deadline() {
     let cert = write_cert(dir.path(), "edge", &["edge.test"]);
     let a = Backend::start("a").await;
     let path = dir.path().join("edge.yaml");
-    std::fs::write(&path, config(&cert, &[a.addr], "s", "  timeouts: {clientHeader: 1s, tlsHandshake: 1s}")).unwrap();
+    std::fs::write(
+        &path,
+        config(
+            &cert,
+            &[a.addr],
+            "s",
+            "  timeouts: {clientHeader: 1s, tlsHandshake: 1s}",
+        ),
+    )
+    .unwrap();
     let gw = start(&path).await;
     let edge = addr(&gw, "https");
     let client = client_config(&[&cert.pem], &["http/1.1"]);
@@ -171,14 +230,24 @@ async fn slow_headers_are_cut_at_the_deadline() {
         .connect("edge.test".try_into().unwrap(), tcp)
         .await
         .unwrap();
-    tls.write_all(b"GET / HTTP/1.1\r\nhost: edge.test\r\nx-slow: ").await.unwrap();
+    tls.write_all(b"GET / HTTP/1.1\r\nhost: edge.test\r\nx-slow: ")
+        .await
+        .unwrap();
     let mut buf = Vec::new();
-    let closed = tokio::time::timeout(Duration::from_secs(8), tokio::io::AsyncReadExt::read_to_end(&mut tls, &mut buf)).await;
+    let closed = tokio::time::timeout(
+        Duration::from_secs(8),
+        tokio::io::AsyncReadExt::read_to_end(&mut tls, &mut buf),
+    )
+    .await;
     assert!(closed.is_ok(), "connection still open");
     // No handshake at all: cut too.
     let mut raw = tokio::net::TcpStream::connect(edge).await.unwrap();
     raw.write_all(&[22, 3, 1]).await.unwrap();
-    let closed = tokio::time::timeout(Duration::from_secs(8), tokio::io::AsyncReadExt::read_to_end(&mut raw, &mut buf)).await;
+    let closed = tokio::time::timeout(
+        Duration::from_secs(8),
+        tokio::io::AsyncReadExt::read_to_end(&mut raw, &mut buf),
+    )
+    .await;
     assert!(closed.is_ok(), "handshake never cut");
     assert!(metrics(&gw).await.contains("kind=\"failed\"} 1"));
 }

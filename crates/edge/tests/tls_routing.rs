@@ -1,4 +1,6 @@
 //! TLS termination and HTTP routing with real clients: a rustls client over hyper, and
+
+#![expect(clippy::unwrap_used, reason = "test helpers panic on setup failures")]
 //! curl.
 
 mod common;

@@ -69,9 +69,15 @@ fn a_full_config_validates_with_defaults_filled_in() {
     assert_eq!(c.backends[0].balance, Balance::LeastConnections);
     assert_eq!(
         c.backends[0].servers[1].address,
-        ServerAddress::Name { host: "web.internal".into(), port: 8080 }
+        ServerAddress::Name {
+            host: "web.internal".into(),
+            port: 8080
+        }
     );
-    assert_eq!(c.backends[1].health_check.as_ref().unwrap().kind, HealthCheckKind::Tcp);
+    assert_eq!(
+        c.backends[1].health_check.as_ref().unwrap().kind,
+        HealthCheckKind::Tcp
+    );
     assert_eq!(c.listeners[1].mode, Mode::Tcp);
 }
 
@@ -101,15 +107,31 @@ fn every_error_is_reported_at_once_with_its_path() {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }
     assert_eq!(err.len(), 8, "{text}");
-    assert!(text.starts_with("edge.yaml: document 1 (line 2): EdgeGateway edge: "), "{text}");
+    assert!(
+        text.starts_with("edge.yaml: document 1 (line 2): EdgeGateway edge: "),
+        "{text}"
+    );
 }
 
 #[test]
 fn unknown_fields_and_kinds_are_refused() {
-    let err = load_text(&GOOD.replace("accessLog", "x").replace("  timeouts:", "  timeout:")).unwrap_err();
-    assert!(err.to_string().contains("spec.timeout: unknown field `timeout`"), "{err}");
+    let err = load_text(
+        &GOOD
+            .replace("accessLog", "x")
+            .replace("  timeouts:", "  timeout:"),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("spec.timeout: unknown field `timeout`"),
+        "{err}"
+    );
     let err = load_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n").unwrap_err();
-    assert!(err.to_string().contains("expected kind EdgeGateway, found ConfigMap"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("expected kind EdgeGateway, found ConfigMap"),
+        "{err}"
+    );
     let err = load_text("").unwrap_err();
     assert!(err.to_string().contains("no EdgeGateway document"), "{err}");
 }
@@ -165,8 +187,16 @@ fn cidrs() {
     assert!(c.contains("10.1.2.3".parse().unwrap()));
     assert!(c.contains("::ffff:10.1.2.3".parse().unwrap()));
     assert!(!c.contains("10.2.0.1".parse().unwrap()));
-    assert!(parse_cidr("0.0.0.0/0").unwrap().contains("8.8.8.8".parse().unwrap()));
-    assert!(parse_cidr("::/0").unwrap().contains("2001:db8::1".parse().unwrap()));
+    assert!(
+        parse_cidr("0.0.0.0/0")
+            .unwrap()
+            .contains("8.8.8.8".parse().unwrap())
+    );
+    assert!(
+        parse_cidr("::/0")
+            .unwrap()
+            .contains("2001:db8::1".parse().unwrap())
+    );
     for bad in ["10.0.0.0/33", "x", "10.0.0.1/8", "::1/129"] {
         assert!(parse_cidr(bad).is_err(), "{bad}");
     }
