@@ -1,0 +1,1 @@
+//! The access gateway for the Kubernetes API (placeholder until the proxy lands).
