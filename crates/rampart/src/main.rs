@@ -9,6 +9,7 @@ mod check;
 mod edge;
 mod exit;
 mod policy;
+mod gate;
 
 /// Rampart: defense-in-depth network security for Kubernetes clusters.
 #[derive(Debug, Parser)]
@@ -31,6 +32,8 @@ enum Command {
     Edge(edge::EdgeArgs),
     /// Start the edge gateway on a built-in default config in front of a demo service.
     Up(edge::UpArgs),
+    /// The access gateway for the Kubernetes API: OIDC, MFA, RBAC, impersonation.
+    Gate(gate::Args),
 }
 
 fn main() -> ExitCode {
@@ -40,6 +43,7 @@ fn main() -> ExitCode {
         Command::Policy(command) => policy::run(command),
         Command::Edge(args) => edge::run_edge(args),
         Command::Up(args) => edge::run_up(args),
+        Command::Gate(args) => gate::run(args),
     };
     exit::report(result)
 }

@@ -1,0 +1,193 @@
+//! `rampart gate`: the access gateway for the Kubernetes API, and `rampart gate
+//! authorize`, which answers "may this user make this request" from RBAC manifests.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use rampart_authz::{RequestInfo, UserInfo};
+use rampart_resources::{Diagnostic, Diagnostics, parse_sources, read_sources};
+
+use crate::exit::Outcome;
+
+#[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub(crate) struct Args {
+    #[command(subcommand)]
+    command: Option<GateCommand>,
+    /// The AccessGateway configuration file (YAML or JSON).
+    #[arg(short = 'c', long = "config", required = true)]
+    config: Option<String>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum GateCommand {
+    /// Decide a request from RBAC manifests, as the gateway and the API server would.
+    ///
+    /// Give the request as an HTTP method and path (`--method GET --path
+    /// /api/v1/namespaces/x/pods`), as attributes (`--verb list --resource pods
+    /// --namespace x`), or as a non-resource URL (`--verb get --non-resource-path
+    /// /healthz`). Exits 0 when allowed, 1 when not.
+    Authorize(AuthorizeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct AuthorizeArgs {
+    /// RBAC manifests: files, directories or `-`. Repeatable.
+    #[arg(short = 'f', long = "filename", required = true)]
+    files: Vec<String>,
+    /// The user name.
+    #[arg(long)]
+    user: String,
+    /// A group the user is in. Repeatable.
+    #[arg(long = "group")]
+    groups: Vec<String>,
+    /// HTTP method of the request (with --path).
+    #[arg(long, requires = "path")]
+    method: Option<String>,
+    /// Request path with an optional query (with --method).
+    #[arg(long, requires = "method")]
+    path: Option<String>,
+    /// Verb: get, list, watch, create, update, patch, delete, deletecollection, ...
+    #[arg(long, conflicts_with_all = ["method", "path"])]
+    verb: Option<String>,
+    /// Resource, e.g. pods.
+    #[arg(long, requires = "verb")]
+    resource: Option<String>,
+    /// Subresource, e.g. log.
+    #[arg(long, requires = "resource")]
+    subresource: Option<String>,
+    /// Namespace (none for cluster-scoped requests).
+    #[arg(short = 'n', long, requires = "resource")]
+    namespace: Option<String>,
+    /// API group ("" for the core group).
+    #[arg(long, requires = "resource")]
+    api_group: Option<String>,
+    /// Object name.
+    #[arg(long, requires = "resource")]
+    name: Option<String>,
+    /// Non-resource URL path, e.g. /healthz.
+    #[arg(long, requires = "verb", conflicts_with = "resource")]
+    non_resource_path: Option<String>,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
+    output: Output,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Output {
+    Text,
+    Json,
+}
+
+pub(crate) fn run(args: Args) -> Outcome {
+    match args.command {
+        Some(GateCommand::Authorize(a)) => authorize(a),
+        None => {
+            let config = args.config.context("--config is required")?;
+            serve(&config)
+        }
+    }
+}
+
+fn serve(config: &str) -> Outcome {
+    let _ = config;
+    anyhow::bail!("the gateway listener is not built yet")
+}
+
+fn authorize(args: AuthorizeArgs) -> Outcome {
+    let request = request_from_args(&args)?;
+    let sources = read_sources(&args.files)?;
+    let (docs, errors) = parse_sources(&sources);
+    if !errors.is_empty() {
+        return Err(errors.into());
+    }
+    let loaded = rampart_authz::load(&docs)?;
+    let mut stderr = std::io::stderr().lock();
+    for w in loaded.warnings.iter() {
+        writeln!(stderr, "{w}")?;
+    }
+    let decision = loaded.rbac.authorize(
+        UserInfo {
+            name: &args.user,
+            groups: &args.groups,
+        },
+        &request,
+    );
+    let allowed = decision.is_allowed();
+    let reason = if allowed {
+        decision.reason().to_owned()
+    } else {
+        let message = rampart_authz::forbidden_message(&args.user, &request);
+        if decision.reason().is_empty() {
+            format!("{message}: no RBAC rule allows it")
+        } else {
+            format!("{message}: {}", decision.reason())
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    match args.output {
+        Output::Json => {
+            let answer = Answer {
+                allowed,
+                reason: &reason,
+                request: &request,
+            };
+            serde_json::to_writer(&mut out, &answer)?;
+            writeln!(out)?;
+        }
+        Output::Text => {
+            writeln!(out, "{}: {reason}", if allowed { "allowed" } else { "denied" })?;
+        }
+    }
+    Ok(if allowed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// The JSON answer of `rampart gate authorize -o json`.
+#[derive(serde::Serialize)]
+struct Answer<'a> {
+    allowed: bool,
+    reason: &'a str,
+    request: &'a RequestInfo,
+}
+
+fn request_from_args(args: &AuthorizeArgs) -> Result<RequestInfo, Diagnostics> {
+    let invalid = |m: &str| Diagnostics::from(Diagnostic::error(m));
+    if let (Some(method), Some(path)) = (&args.method, &args.path) {
+        if !path.starts_with('/') {
+            return Err(invalid("--path must start with '/'"));
+        }
+        return RequestInfo::parse(&method.to_ascii_uppercase(), path)
+            .map_err(|e| invalid(&format!("--path: {e}")));
+    }
+    let Some(verb) = &args.verb else {
+        return Err(invalid(
+            "give the request as --method and --path, as --verb and --resource, or as --verb and --non-resource-path",
+        ));
+    };
+    if let Some(path) = &args.non_resource_path {
+        return Ok(RequestInfo {
+            is_resource_request: false,
+            verb: verb.clone(),
+            path: path.clone(),
+            ..RequestInfo::default()
+        });
+    }
+    let Some(resource) = &args.resource else {
+        return Err(invalid("--verb needs --resource or --non-resource-path"));
+    };
+    Ok(RequestInfo {
+        is_resource_request: true,
+        verb: verb.clone(),
+        api_group: args.api_group.clone().unwrap_or_default(),
+        namespace: args.namespace.clone().unwrap_or_default(),
+        resource: resource.clone(),
+        subresource: args.subresource.clone().unwrap_or_default(),
+        name: args.name.clone().unwrap_or_default(),
+        ..RequestInfo::default()
+    })
+}
