@@ -360,7 +360,11 @@ fn decode_part<T: serde::de::DeserializeOwned>(
         Ok(v) => Some(v),
         Err(e) => {
             let inner = e.path().to_string();
-            let at = if inner == "." { path.clone() } else { path.field(&inner) };
+            let at = if inner == "." {
+                path.clone()
+            } else {
+                path.field(&inner)
+            };
             oe.push(&at, e.into_inner().to_string());
             None
         }
@@ -377,7 +381,10 @@ fn check_metadata(
     if name.is_empty() {
         oe.push(&path.field("name"), "required");
     } else if !is_path_segment_name(&name) {
-        oe.push(&path.field("name"), "may not be '.' or '..' or contain '/' or '%'");
+        oe.push(
+            &path.field("name"),
+            "may not be '.' or '..' or contain '/' or '%'",
+        );
     }
     let namespace = if namespaced {
         let ns = meta.namespace.clone().unwrap_or_default();
@@ -420,7 +427,10 @@ fn check_rule(
     };
     let mut failed = false;
     if rule.verbs.is_empty() {
-        oe.push(&path.field("verbs"), "required: verbs must contain at least one value");
+        oe.push(
+            &path.field("verbs"),
+            "required: verbs must contain at least one value",
+        );
         failed = true;
     }
     if !rule.non_resource_urls.is_empty() {
@@ -478,7 +488,12 @@ fn check_selector(
         labels.push((k, v));
     }
     let mut expressions = Vec::new();
-    for (i, e) in raw.match_expressions.unwrap_or_default().into_iter().enumerate() {
+    for (i, e) in raw
+        .match_expressions
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+    {
         let p = path.field("matchExpressions").index(i);
         if !is_label_key(&e.key) {
             oe.push(&p.field("key"), "invalid label key");
@@ -688,8 +703,14 @@ mod tests {
     fn can(rbac: &Rbac, user: &str, groups: &[&str], method: &str, url: &str) -> bool {
         let groups: Vec<String> = groups.iter().map(|g| (*g).to_owned()).collect();
         let req = RequestInfo::parse(method, url).unwrap();
-        rbac.authorize(UserInfo { name: user, groups: &groups }, &req)
-            .is_allowed()
+        rbac.authorize(
+            UserInfo {
+                name: user,
+                groups: &groups,
+            },
+            &req,
+        )
+        .is_allowed()
     }
 
     #[test]
@@ -741,10 +762,28 @@ subjects: [{kind: User, name: bob}]
         let rbac = &loaded.rbac;
         assert!(can(rbac, "alice", &[], "GET", "/api/v1/namespaces/x/pods"));
         // The aggregate's own listed rules are replaced by the aggregation.
-        assert!(!can(rbac, "alice", &[], "GET", "/api/v1/namespaces/x/secrets/s"));
+        assert!(!can(
+            rbac,
+            "alice",
+            &[],
+            "GET",
+            "/api/v1/namespaces/x/secrets/s"
+        ));
         // Aggregates of aggregates resolve.
-        assert!(can(rbac, "bob", &[], "GET", "/api/v1/namespaces/x/endpoints?watch=1"));
-        assert!(!can(rbac, "bob", &[], "DELETE", "/api/v1/namespaces/x/pods/p"));
+        assert!(can(
+            rbac,
+            "bob",
+            &[],
+            "GET",
+            "/api/v1/namespaces/x/endpoints?watch=1"
+        ));
+        assert!(!can(
+            rbac,
+            "bob",
+            &[],
+            "DELETE",
+            "/api/v1/namespaces/x/pods/p"
+        ));
         assert_eq!(loaded.counts, [0, 4, 0, 2]);
     }
 
@@ -798,7 +837,12 @@ metadata: {name: ignored}
         )
         .unwrap();
         assert_eq!(loaded.warnings.len(), 1);
-        assert!(loaded.warnings.to_string().contains("Role ns/gone is not defined"));
+        assert!(
+            loaded
+                .warnings
+                .to_string()
+                .contains("Role ns/gone is not defined")
+        );
         let err = load_text(
             "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: a}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: a}\n",
         )

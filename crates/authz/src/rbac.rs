@@ -88,9 +88,7 @@ impl PolicyRule {
 
     fn non_resource_url_matches(&self, path: &str) -> bool {
         self.non_resource_urls.iter().any(|u| {
-            u == ALL
-                || u == path
-                || (u.ends_with('*') && path.starts_with(u.trim_end_matches('*')))
+            u == ALL || u == path || (u.ends_with('*') && path.starts_with(u.trim_end_matches('*')))
         })
     }
 }

@@ -171,12 +171,10 @@ fn parse_decoded(
         .to_owned();
     }
 
-    if parts[0] == "namespaces" {
-        if parts.len() > 1 {
-            info.namespace = parts[1].to_owned();
-            if parts.len() > 2 && !NAMESPACE_SUBRESOURCES.contains(&parts[2]) {
-                parts = &parts[2..];
-            }
+    if parts[0] == "namespaces" && parts.len() > 1 {
+        info.namespace = parts[1].to_owned();
+        if parts.len() > 2 && !NAMESPACE_SUBRESOURCES.contains(&parts[2]) {
+            parts = &parts[2..];
         }
     }
     info.parts = parts.iter().map(|s| (*s).to_owned()).collect();
@@ -309,7 +307,7 @@ impl Query {
 /// Percent-decodes `s`; `plus_is_space` for query components. `None` on an invalid
 /// escape or when the result is not UTF-8.
 pub(crate) fn percent_decode(s: &str, plus_is_space: bool) -> Option<String> {
-    if !s.contains('%') && !(plus_is_space && s.contains('+')) {
+    if !(s.contains('%') || plus_is_space && s.contains('+')) {
         return Some(s.to_owned());
     }
     let bytes = s.as_bytes();

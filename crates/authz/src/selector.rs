@@ -71,8 +71,8 @@ fn split_field_term(term: &str) -> Option<(&str, &'static str, &str)> {
     for (i, _) in term.char_indices() {
         let rest = &term[i..];
         for op in ["!=", "==", "="] {
-            if rest.starts_with(op) {
-                return Some((&term[..i], op, &rest[op.len()..]));
+            if let Some(value) = rest.strip_prefix(op) {
+                return Some((&term[..i], op, value));
             }
         }
     }
@@ -86,7 +86,11 @@ fn unescape_field_value(s: &str) -> Result<String, SelectorError> {
         if in_slash {
             match c {
                 '\\' | ',' | '=' => out.push(c),
-                _ => return err(format!("invalid field selector: invalid escape sequence: \\{c}")),
+                _ => {
+                    return err(format!(
+                        "invalid field selector: invalid escape sequence: \\{c}"
+                    ));
+                }
             }
             in_slash = false;
             continue;
@@ -214,7 +218,10 @@ impl LabelParser {
     }
 
     fn lookahead(&self, values: bool) -> (Token, &str) {
-        let (t, l) = self.items.get(self.pos).map_or((Token::End, ""), |(t, l)| (*t, l.as_str()));
+        let (t, l) = self
+            .items
+            .get(self.pos)
+            .map_or((Token::End, ""), |(t, l)| (*t, l.as_str()));
         (if values { Self::value_token(t) } else { t }, l)
     }
 
@@ -237,7 +244,9 @@ impl LabelParser {
                         Token::Comma => {
                             let (t2, l2) = self.lookahead(true);
                             if t2 != Token::Identifier && t2 != Token::DoesNotExist {
-                                return err(format!("found '{l2}', expected: identifier after ','"));
+                                return err(format!(
+                                    "found '{l2}', expected: identifier after ','"
+                                ));
                             }
                         }
                         _ => return err(format!("found '{l}', expected: ',' or 'end of string'")),

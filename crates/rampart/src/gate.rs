@@ -28,7 +28,7 @@ enum GateCommand {
     /// /api/v1/namespaces/x/pods`), as attributes (`--verb list --resource pods
     /// --namespace x`), or as a non-resource URL (`--verb get --non-resource-path
     /// /healthz`). Exits 0 when allowed, 1 when not.
-    Authorize(AuthorizeArgs),
+    Authorize(Box<AuthorizeArgs>),
 }
 
 #[derive(Debug, clap::Args)]
@@ -82,7 +82,7 @@ enum Output {
 
 pub(crate) fn run(args: Args) -> Outcome {
     match args.command {
-        Some(GateCommand::Authorize(a)) => authorize(a),
+        Some(GateCommand::Authorize(a)) => authorize(*a),
         None => {
             let config = args.config.context("--config is required")?;
             serve(&config)
@@ -137,7 +137,11 @@ fn authorize(args: AuthorizeArgs) -> Outcome {
             writeln!(out)?;
         }
         Output::Text => {
-            writeln!(out, "{}: {reason}", if allowed { "allowed" } else { "denied" })?;
+            writeln!(
+                out,
+                "{}: {reason}",
+                if allowed { "allowed" } else { "denied" }
+            )?;
         }
     }
     Ok(if allowed {

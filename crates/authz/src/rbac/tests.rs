@@ -110,7 +110,12 @@ fn role_binding_to_cluster_role_applies_in_its_namespace_only() {
         ("joe", "admins", "watch", "Foobar"),
         ("joe", "group1,admins", "watch", "Foobar"),
     ] {
-        assert!(allowed(&rbac, user, groups, &res(verb, resource, "", "ns1", "")));
+        assert!(allowed(
+            &rbac,
+            user,
+            groups,
+            &res(verb, resource, "", "ns1", "")
+        ));
     }
     for (user, groups, ns, resource) in [
         ("admin", "", "ns2", "Pods"),
@@ -118,7 +123,12 @@ fn role_binding_to_cluster_role_applies_in_its_namespace_only() {
         ("admin", "admins", "ns2", "Pods"),
         ("admin", "admins", "", "Nodes"),
     ] {
-        assert!(!allowed(&rbac, user, groups, &res("GET", resource, "", ns, "")));
+        assert!(!allowed(
+            &rbac,
+            user,
+            groups,
+            &res("GET", resource, "", ns, "")
+        ));
     }
 }
 
@@ -150,7 +160,10 @@ fn non_resource_urls() {
         ("", "prefixed", "get", "/apis/v1/foorbar"),
     ];
     for (user, groups, verb, path) in pass {
-        assert!(allowed(&rbac, user, groups, &non_res(verb, path)), "{user} {groups} {verb} {path}");
+        assert!(
+            allowed(&rbac, user, groups, &non_res(verb, path)),
+            "{user} {groups} {verb} {path}"
+        );
     }
     let fail = [
         ("foo", "", "watch", "/apis"),
@@ -165,7 +178,10 @@ fn non_resource_urls() {
         ("prefixed", "", "get", "/apis"),
     ];
     for (user, groups, verb, path) in fail {
-        assert!(!allowed(&rbac, user, groups, &non_res(verb, path)), "{user} {groups} {verb} {path}");
+        assert!(
+            !allowed(&rbac, user, groups, &non_res(verb, path)),
+            "{user} {groups} {verb} {path}"
+        );
     }
 }
 
@@ -174,17 +190,47 @@ fn subresources_need_their_own_rules() {
     let pods = Rbac::new(
         [],
         [("admin".into(), vec![rule("*", "*", "pods", "*")])],
-        [rb("ns1", "b", RoleRef::ClusterRole("admin".into()), &["User:admin"])],
+        [rb(
+            "ns1",
+            "b",
+            RoleRef::ClusterRole("admin".into()),
+            &["User:admin"],
+        )],
     );
-    assert!(allowed(&pods, "admin", "", &res("get", "pods", "", "ns1", "")));
-    assert!(!allowed(&pods, "admin", "", &res("get", "pods", "status", "ns1", "")));
+    assert!(allowed(
+        &pods,
+        "admin",
+        "",
+        &res("get", "pods", "", "ns1", "")
+    ));
+    assert!(!allowed(
+        &pods,
+        "admin",
+        "",
+        &res("get", "pods", "status", "ns1", "")
+    ));
     let status = Rbac::new(
         [],
         [("admin".into(), vec![rule("*", "*", "pods/status", "*")])],
-        [rb("ns1", "b", RoleRef::ClusterRole("admin".into()), &["User:admin"])],
+        [rb(
+            "ns1",
+            "b",
+            RoleRef::ClusterRole("admin".into()),
+            &["User:admin"],
+        )],
     );
-    assert!(allowed(&status, "admin", "", &res("get", "pods", "status", "ns1", "")));
-    assert!(!allowed(&status, "admin", "", &res("get", "pods", "", "ns1", "")));
+    assert!(allowed(
+        &status,
+        "admin",
+        "",
+        &res("get", "pods", "status", "ns1", "")
+    ));
+    assert!(!allowed(
+        &status,
+        "admin",
+        "",
+        &res("get", "pods", "", "ns1", "")
+    ));
 }
 
 #[test]
@@ -195,7 +241,8 @@ fn rule_matching_table() {
         resources: resources.iter().map(|s| (*s).into()).collect(),
         ..PolicyRule::default()
     };
-    let req = |verb: &str, group: &str, resource: &str, sub: &str| res(verb, resource, sub, "", group);
+    let req =
+        |verb: &str, group: &str, resource: &str, sub: &str| res(verb, resource, sub, "", group);
     let cases: Vec<(PolicyRule, Vec<(RequestInfo, bool)>)> = vec![
         (
             r(&["*"], &["group1"], &["resource1"]),
@@ -225,7 +272,11 @@ fn rule_matching_table() {
             ],
         ),
         (
-            r(&["verb1", "verb2"], &["group1", "group2"], &["resource1", "resource2"]),
+            r(
+                &["verb1", "verb2"],
+                &["group1", "group2"],
+                &["resource1", "resource2"],
+            ),
             vec![
                 (req("verb1", "group1", "resource1", ""), true),
                 (req("verb2", "group2", "resource2", ""), true),
@@ -283,7 +334,11 @@ fn rule_matching_table() {
         (urls(&["/foo", "/foo/bar/one"]), "/foo/bar/one", true),
         (urls(&["/foo**"]), "/foobar", true),
     ] {
-        assert_eq!(rule.allows(&non_res("verb1", path)), expected, "{rule:?} {path}");
+        assert_eq!(
+            rule.allows(&non_res("verb1", path)),
+            expected,
+            "{rule:?} {path}"
+        );
     }
     // Resource rules never match non-resource requests and the reverse.
     assert!(!r(&["*"], &["*"], &["*"]).allows(&non_res("get", "/healthz")));
@@ -317,19 +372,59 @@ fn service_account_subjects() {
         [],
         [("view".into(), vec![rule("get", "", "pods", "")])],
         [
-            rb("ns1", "local", RoleRef::ClusterRole("view".into()), &["ServiceAccount:sa"]),
-            rb("ns1", "other", RoleRef::ClusterRole("view".into()), &["ServiceAccount:ns2:sb"]),
+            rb(
+                "ns1",
+                "local",
+                RoleRef::ClusterRole("view".into()),
+                &["ServiceAccount:sa"],
+            ),
+            rb(
+                "ns1",
+                "other",
+                RoleRef::ClusterRole("view".into()),
+                &["ServiceAccount:ns2:sb"],
+            ),
             crb("cluster", "view", &["ServiceAccount:sc"]),
         ],
     );
     let get = |ns: &str| res("get", "pods", "", ns, "");
-    assert!(allowed(&rbac, "system:serviceaccount:ns1:sa", "", &get("ns1")));
-    assert!(!allowed(&rbac, "system:serviceaccount:ns2:sa", "", &get("ns1")));
-    assert!(allowed(&rbac, "system:serviceaccount:ns2:sb", "", &get("ns1")));
-    assert!(!allowed(&rbac, "system:serviceaccount:ns2:sb", "", &get("ns2")));
+    assert!(allowed(
+        &rbac,
+        "system:serviceaccount:ns1:sa",
+        "",
+        &get("ns1")
+    ));
+    assert!(!allowed(
+        &rbac,
+        "system:serviceaccount:ns2:sa",
+        "",
+        &get("ns1")
+    ));
+    assert!(allowed(
+        &rbac,
+        "system:serviceaccount:ns2:sb",
+        "",
+        &get("ns1")
+    ));
+    assert!(!allowed(
+        &rbac,
+        "system:serviceaccount:ns2:sb",
+        "",
+        &get("ns2")
+    ));
     // An empty namespace never matches in a ClusterRoleBinding.
-    assert!(!allowed(&rbac, "system:serviceaccount::sc", "", &get("ns1")));
-    assert!(!allowed(&rbac, "system:serviceaccount:ns1:sc", "", &get("ns1")));
+    assert!(!allowed(
+        &rbac,
+        "system:serviceaccount::sc",
+        "",
+        &get("ns1")
+    ));
+    assert!(!allowed(
+        &rbac,
+        "system:serviceaccount:ns1:sc",
+        "",
+        &get("ns1")
+    ));
     // `*` is not a wildcard for users.
     let star = Rbac::new(
         [],
@@ -343,14 +438,23 @@ fn service_account_subjects() {
 #[test]
 fn roles_are_looked_up_in_the_binding_namespace() {
     let rbac = Rbac::new(
-        [("ns1".into(), "reader".into(), vec![rule("get", "", "pods", "")])],
+        [(
+            "ns1".into(),
+            "reader".into(),
+            vec![rule("get", "", "pods", "")],
+        )],
         [],
         [
             rb("ns1", "b1", RoleRef::Role("reader".into()), &["User:alice"]),
             rb("ns2", "b2", RoleRef::Role("reader".into()), &["User:alice"]),
         ],
     );
-    assert!(allowed(&rbac, "alice", "", &res("get", "pods", "", "ns1", "")));
+    assert!(allowed(
+        &rbac,
+        "alice",
+        "",
+        &res("get", "pods", "", "ns1", "")
+    ));
     let d = rbac.authorize(
         UserInfo {
             name: "alice",
@@ -365,7 +469,12 @@ fn roles_are_looked_up_in_the_binding_namespace() {
         }
     );
     // Cluster-scoped requests see no RoleBindings.
-    assert!(!allowed(&rbac, "alice", "", &res("get", "pods", "", "", "")));
+    assert!(!allowed(
+        &rbac,
+        "alice",
+        "",
+        &res("get", "pods", "", "", "")
+    ));
 }
 
 #[test]
@@ -375,7 +484,12 @@ fn reasons_name_the_binding_like_the_api_server() {
         [("view".into(), vec![rule("get", "", "pods", "")])],
         [
             crb("crb", "view", &["Group:devs"]),
-            rb("ns1", "rb", RoleRef::ClusterRole("view".into()), &["ServiceAccount:sa"]),
+            rb(
+                "ns1",
+                "rb",
+                RoleRef::ClusterRole("view".into()),
+                &["ServiceAccount:sa"],
+            ),
             crb("missing-a", "nope-a", &["User:bob"]),
             crb("missing-b", "nope-b", &["User:bob"]),
         ],
