@@ -530,10 +530,10 @@ pub fn verify(
     if iat > now.saturating_add(policy.leeway) {
         return Err(TokenError::IssuedInFuture);
     }
-    if !claims
+    if claims
         .get("sub")
         .and_then(Value::as_str)
-        .is_some_and(|s| !s.is_empty())
+        .is_none_or(str::is_empty)
     {
         return Err(TokenError::Claim("sub".into()));
     }
