@@ -90,9 +90,52 @@ pub(crate) fn run(args: Args) -> Outcome {
     }
 }
 
-fn serve(config: &str) -> Outcome {
-    let _ = config;
-    anyhow::bail!("the gateway listener is not built yet")
+fn serve(path: &str) -> Outcome {
+    let config = rampart_gate::load_config(path).map_err(invalid_or_failure)?;
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("RAMPART_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    runtime.block_on(async {
+        let gate = rampart_gate::Gate::bind(config)
+            .await
+            .map_err(invalid_or_failure)?;
+        tokio::select! {
+            result = gate.serve() => result.map_err(anyhow::Error::from)?,
+            _ = shutdown_signal() => {}
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Invalid configuration exits with 2 (a `Diagnostics`), anything else with 1.
+fn invalid_or_failure(e: rampart_gate::GateError) -> anyhow::Error {
+    match e {
+        rampart_gate::GateError::Invalid(d) => anyhow::Error::new(d),
+        other => anyhow::Error::new(other),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        if let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = ctrl_c.await;
 }
 
 fn authorize(args: AuthorizeArgs) -> Outcome {

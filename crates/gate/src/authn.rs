@@ -1,0 +1,255 @@
+//! Authentication: ID tokens from the configured issuers, verified against key sets
+//! fetched from each issuer (discovery, then `jwks_uri`) and cached.
+//!
+//! The key set of an issuer is fetched at start, refreshed periodically, and refreshed
+//! when a token names an unknown key id — at most once per `minRefreshInterval`, and
+//! one fetch at a time, so tokens with made-up key ids cannot make the gateway hammer
+//! the issuer. A failed fetch keeps the previous keys.
+
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use rampart_oidc::{Identity, KeySet, TokenError, UnverifiedToken};
+
+use crate::config::Issuer;
+use crate::error::GateError;
+
+/// The largest discovery or JWKS document read.
+const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
+/// Time allowed for one discovery or JWKS fetch.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+
+type FetchClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Empty<Bytes>>;
+
+/// Why a request is not authenticated.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// No `Authorization: Bearer` header.
+    #[error("no bearer token")]
+    NoToken,
+    /// The token is refused.
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    /// The token's issuer is not configured.
+    #[error("token issuer is not accepted")]
+    UnknownIssuer,
+    /// The issuer's keys could not be fetched yet.
+    #[error("the issuer's signing keys are not available")]
+    KeysUnavailable,
+}
+
+struct IssuerKeys {
+    config: Issuer,
+    keys: RwLock<Option<Arc<KeySet>>>,
+    last_refresh: tokio::sync::Mutex<Option<Instant>>,
+    client: FetchClient,
+}
+
+/// Verifies tokens from the configured issuers.
+pub struct Authenticator {
+    issuers: Vec<Arc<IssuerKeys>>,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("issuers", &self.issuers.iter().map(|i| &i.config.policy.issuer).collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Authenticator {
+    /// Builds the authenticator; nothing is fetched yet (see [`Authenticator::start`]).
+    pub fn new(issuers: &[Issuer]) -> Result<Self, GateError> {
+        let mut out = Vec::new();
+        for issuer in issuers {
+            let tls = crate::tls::client_config(&issuer.ca_file, None)?;
+            let mut http = HttpConnector::new();
+            http.enforce_http(false);
+            http.set_connect_timeout(Some(FETCH_TIMEOUT));
+            let connector = hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config(tls)
+                .https_only()
+                .enable_http1()
+                .wrap_connector(http);
+            let client = Client::builder(TokioExecutor::new()).build(connector);
+            out.push(Arc::new(IssuerKeys {
+                config: issuer.clone(),
+                keys: RwLock::new(None),
+                last_refresh: tokio::sync::Mutex::new(None),
+                client,
+            }));
+        }
+        Ok(Self { issuers: out })
+    }
+
+    /// Fetches every issuer's keys once and starts the periodic refreshes.
+    pub async fn start(&self) {
+        for issuer in &self.issuers {
+            issuer.refresh(true).await;
+            let issuer = Arc::clone(issuer);
+            tokio::spawn(async move {
+                let period = issuer.config.jwks_refresh_interval;
+                let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+                loop {
+                    tick.tick().await;
+                    issuer.refresh(true).await;
+                }
+            });
+        }
+    }
+
+    /// Authenticates a bearer token.
+    pub async fn authenticate(&self, token: &str) -> Result<Identity, AuthError> {
+        let unverified = UnverifiedToken::parse(token)?;
+        let iss = unverified.issuer().ok_or(AuthError::UnknownIssuer)?;
+        let issuer = self
+            .issuers
+            .iter()
+            .find(|i| i.config.policy.issuer == iss)
+            .ok_or(AuthError::UnknownIssuer)?;
+        let keys = issuer.current_keys();
+        let result = match &keys {
+            Some(keys) => rampart_oidc::verify(&unverified, &issuer.config.policy, keys, unix_now()),
+            None => Err(TokenError::UnknownKey { kid: None }),
+        };
+        match result {
+            Err(TokenError::UnknownKey { .. }) => {
+                if !issuer.refresh(false).await {
+                    return Err(if keys.is_some() {
+                        AuthError::Token(TokenError::UnknownKey {
+                            kid: unverified.kid().map(str::to_owned),
+                        })
+                    } else {
+                        AuthError::KeysUnavailable
+                    });
+                }
+                let keys = issuer.current_keys().ok_or(AuthError::KeysUnavailable)?;
+                Ok(rampart_oidc::verify(&unverified, &issuer.config.policy, &keys, unix_now())?)
+            }
+            other => Ok(other?),
+        }
+    }
+
+    /// Verifies a token against the keys in the cache only (no fetch); for benchmarks.
+    pub fn authenticate_cached(&self, token: &str, now: u64) -> Result<Identity, AuthError> {
+        let unverified = UnverifiedToken::parse(token)?;
+        let iss = unverified.issuer().ok_or(AuthError::UnknownIssuer)?;
+        let issuer = self
+            .issuers
+            .iter()
+            .find(|i| i.config.policy.issuer == iss)
+            .ok_or(AuthError::UnknownIssuer)?;
+        let keys = issuer.current_keys().ok_or(AuthError::KeysUnavailable)?;
+        Ok(rampart_oidc::verify(&unverified, &issuer.config.policy, &keys, now)?)
+    }
+
+    /// Puts a key set in the cache of the issuer `iss` (tests and benchmarks).
+    pub fn set_keys(&self, iss: &str, keys: KeySet) {
+        for i in &self.issuers {
+            if i.config.policy.issuer == iss
+                && let Ok(mut slot) = i.keys.write()
+            {
+                *slot = Some(Arc::new(keys.clone()));
+            }
+        }
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub(crate) fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl IssuerKeys {
+    fn current_keys(&self) -> Option<Arc<KeySet>> {
+        self.keys.read().ok().and_then(|k| k.clone())
+    }
+
+    /// Refreshes the key set. Unless `force`, does nothing (and returns false) when the
+    /// last refresh is more recent than the minimum interval. Returns whether new keys
+    /// were installed. Concurrent callers wait for the running refresh and then see
+    /// its result through the rate limit.
+    async fn refresh(&self, force: bool) -> bool {
+        let mut last = self.last_refresh.lock().await;
+        if !force
+            && let Some(at) = *last
+            && at.elapsed() < self.config.jwks_min_refresh_interval
+        {
+            return false;
+        }
+        *last = Some(Instant::now());
+        match tokio::time::timeout(FETCH_TIMEOUT * 2, self.fetch()).await {
+            Ok(Ok(keys)) => {
+                tracing::info!(issuer = %self.config.policy.issuer, keys = keys.len(), "signing keys fetched");
+                if let Ok(mut slot) = self.keys.write() {
+                    *slot = Some(Arc::new(keys));
+                }
+                true
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(issuer = %self.config.policy.issuer, error = %e, "cannot fetch signing keys; keeping the previous ones");
+                false
+            }
+            Err(_) => {
+                tracing::warn!(issuer = %self.config.policy.issuer, "fetching signing keys timed out; keeping the previous ones");
+                false
+            }
+        }
+    }
+
+    async fn fetch(&self) -> Result<KeySet, String> {
+        let discovery = self.get_json(&self.config.discovery_url).await?;
+        let issuer = discovery.get("issuer").and_then(serde_json::Value::as_str);
+        if issuer != Some(self.config.policy.issuer.as_str()) {
+            return Err(format!(
+                "discovery document names issuer {issuer:?}, expected {:?}",
+                self.config.policy.issuer
+            ));
+        }
+        let jwks_uri = discovery
+            .get("jwks_uri")
+            .and_then(serde_json::Value::as_str)
+            .ok_or("discovery document has no jwks_uri")?;
+        if !jwks_uri.starts_with("https://") {
+            return Err("jwks_uri is not https".into());
+        }
+        let body = self.get(jwks_uri).await?;
+        KeySet::from_jwks(&body).map_err(|e| e.to_string())
+    }
+
+    async fn get_json(&self, url: &str) -> Result<serde_json::Value, String> {
+        let body = self.get(url).await?;
+        serde_json::from_slice(&body).map_err(|e| format!("{url}: invalid JSON: {e}"))
+    }
+
+    async fn get(&self, url: &str) -> Result<Bytes, String> {
+        let uri: http::Uri = url.parse().map_err(|e| format!("{url}: {e}"))?;
+        let req = http::Request::get(uri)
+            .header(http::header::ACCEPT, "application/json")
+            .body(Empty::new())
+            .map_err(|e| e.to_string())?;
+        let res = tokio::time::timeout(FETCH_TIMEOUT, self.client.request(req))
+            .await
+            .map_err(|_| format!("{url}: timed out"))?
+            .map_err(|e| format!("{url}: {e}"))?;
+        if !res.status().is_success() {
+            return Err(format!("{url}: HTTP {}", res.status()));
+        }
+        let body = tokio::time::timeout(
+            FETCH_TIMEOUT,
+            Limited::new(res.into_body(), MAX_DOCUMENT_BYTES).collect(),
+        )
+        .await
+        .map_err(|_| format!("{url}: timed out"))?
+        .map_err(|e| format!("{url}: {e}"))?;
+        Ok(body.to_bytes())
+    }
+}
