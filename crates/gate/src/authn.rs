@@ -58,7 +58,14 @@ pub struct Authenticator {
 impl std::fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Authenticator")
-            .field("issuers", &self.issuers.iter().map(|i| &i.config.policy.issuer).collect::<Vec<_>>())
+            .field(
+                "issuers",
+                &self
+                    .issuers
+                    .iter()
+                    .map(|i| &i.config.policy.issuer)
+                    .collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -95,7 +102,8 @@ impl Authenticator {
             let issuer = Arc::clone(issuer);
             tokio::spawn(async move {
                 let period = issuer.config.jwks_refresh_interval;
-                let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+                let mut tick =
+                    tokio::time::interval_at(tokio::time::Instant::now() + period, period);
                 loop {
                     tick.tick().await;
                     issuer.refresh(true).await;
@@ -115,7 +123,9 @@ impl Authenticator {
             .ok_or(AuthError::UnknownIssuer)?;
         let keys = issuer.current_keys();
         let result = match &keys {
-            Some(keys) => rampart_oidc::verify(&unverified, &issuer.config.policy, keys, unix_now()),
+            Some(keys) => {
+                rampart_oidc::verify(&unverified, &issuer.config.policy, keys, unix_now())
+            }
             None => Err(TokenError::UnknownKey { kid: None }),
         };
         match result {
@@ -130,7 +140,12 @@ impl Authenticator {
                     });
                 }
                 let keys = issuer.current_keys().ok_or(AuthError::KeysUnavailable)?;
-                Ok(rampart_oidc::verify(&unverified, &issuer.config.policy, &keys, unix_now())?)
+                Ok(rampart_oidc::verify(
+                    &unverified,
+                    &issuer.config.policy,
+                    &keys,
+                    unix_now(),
+                )?)
             }
             other => Ok(other?),
         }
@@ -146,7 +161,12 @@ impl Authenticator {
             .find(|i| i.config.policy.issuer == iss)
             .ok_or(AuthError::UnknownIssuer)?;
         let keys = issuer.current_keys().ok_or(AuthError::KeysUnavailable)?;
-        Ok(rampart_oidc::verify(&unverified, &issuer.config.policy, &keys, now)?)
+        Ok(rampart_oidc::verify(
+            &unverified,
+            &issuer.config.policy,
+            &keys,
+            now,
+        )?)
     }
 
     /// Puts a key set in the cache of the issuer `iss` (tests and benchmarks).

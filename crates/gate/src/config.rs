@@ -309,7 +309,9 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
         return None;
     }
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         if digits == 0 {
             return None;
         }
@@ -349,7 +351,10 @@ pub fn from_documents(docs: &[Document], base: &Path) -> Result<GateConfig, Diag
         }
         [_, second, ..] => {
             return Err(second
-                .error(&FieldPath::root(), format!("only one {KIND} per configuration"))
+                .error(
+                    &FieldPath::root(),
+                    format!("only one {KIND} per configuration"),
+                )
                 .into());
         }
     };
@@ -375,12 +380,19 @@ fn validate(raw: RawGateway, base: &Path, oe: &mut ObjectErrors<'_>) -> Option<G
     let spec_path = FieldPath::root().field("spec");
     let path_of = |p: &str| -> PathBuf {
         let p = Path::new(p);
-        if p.is_absolute() { p.to_owned() } else { base.join(p) }
+        if p.is_absolute() {
+            p.to_owned()
+        } else {
+            base.join(p)
+        }
     };
     let listen = match raw.spec.listen.parse::<SocketAddr>() {
         Ok(a) => Some(a),
         Err(_) => {
-            oe.push(&spec_path.field("listen"), "must be an address and port, e.g. 0.0.0.0:8443");
+            oe.push(
+                &spec_path.field("listen"),
+                "must be an address and port, e.g. 0.0.0.0:8443",
+            );
             None
         }
     };
@@ -393,7 +405,10 @@ fn validate(raw: RawGateway, base: &Path, oe: &mut ObjectErrors<'_>) -> Option<G
     let up_path = spec_path.field("upstream");
     let target = parse_https_url(&up.url);
     if target.is_none() {
-        oe.push(&up_path.field("url"), "must be https://host[:port] without a path");
+        oe.push(
+            &up_path.field("url"),
+            "must be https://host[:port] without a path",
+        );
     }
     let auth = match (&up.client_cert_file, &up.client_key_file, &up.token_file) {
         (Some(c), Some(k), None) => Some(UpstreamAuth::ClientCert(TlsFiles {
@@ -421,7 +436,10 @@ fn validate(raw: RawGateway, base: &Path, oe: &mut ObjectErrors<'_>) -> Option<G
     }
     if let Some(n) = l.max_header_bytes {
         if !(8192..=1024 * 1024).contains(&n) {
-            oe.push(&lp.field("maxHeaderBytes"), "must be between 8192 and 1048576");
+            oe.push(
+                &lp.field("maxHeaderBytes"),
+                "must be between 8192 and 1048576",
+            );
         }
         limits.max_header_bytes = n;
     }
@@ -431,17 +449,45 @@ fn validate(raw: RawGateway, base: &Path, oe: &mut ObjectErrors<'_>) -> Option<G
                 Some(d) if !d.is_zero() && d <= max => *slot = d,
                 _ => oe.push(
                     &lp.field(name),
-                    format!("must be a duration such as 10s, 500ms or 2m, above zero and at most {}s", max.as_secs()),
+                    format!(
+                        "must be a duration such as 10s, 500ms or 2m, above zero and at most {}s",
+                        max.as_secs()
+                    ),
                 ),
             }
         }
     };
     let hour = Duration::from_secs(3600);
-    dur(&l.handshake_timeout, "handshakeTimeout", &mut limits.handshake_timeout, hour);
-    dur(&l.header_read_timeout, "headerReadTimeout", &mut limits.header_read_timeout, hour);
-    dur(&l.upstream_connect_timeout, "upstreamConnectTimeout", &mut limits.upstream_connect_timeout, hour);
-    dur(&l.upstream_response_timeout, "upstreamResponseTimeout", &mut limits.upstream_response_timeout, hour);
-    dur(&l.token_leeway, "tokenLeeway", &mut limits.token_leeway, Duration::from_secs(300));
+    dur(
+        &l.handshake_timeout,
+        "handshakeTimeout",
+        &mut limits.handshake_timeout,
+        hour,
+    );
+    dur(
+        &l.header_read_timeout,
+        "headerReadTimeout",
+        &mut limits.header_read_timeout,
+        hour,
+    );
+    dur(
+        &l.upstream_connect_timeout,
+        "upstreamConnectTimeout",
+        &mut limits.upstream_connect_timeout,
+        hour,
+    );
+    dur(
+        &l.upstream_response_timeout,
+        "upstreamResponseTimeout",
+        &mut limits.upstream_response_timeout,
+        hour,
+    );
+    dur(
+        &l.token_leeway,
+        "tokenLeeway",
+        &mut limits.token_leeway,
+        Duration::from_secs(300),
+    );
 
     let ip = spec_path.field("issuers");
     if raw.spec.issuers.is_empty() {
@@ -460,7 +506,10 @@ fn validate(raw: RawGateway, base: &Path, oe: &mut ObjectErrors<'_>) -> Option<G
     }
 
     if raw.spec.rbac.files.is_empty() {
-        oe.push(&spec_path.field("rbac").field("files"), "required: at least one file or directory");
+        oe.push(
+            &spec_path.field("rbac").field("files"),
+            "required: at least one file or directory",
+        );
     }
     let rbac_files = raw
         .spec
@@ -472,7 +521,10 @@ fn validate(raw: RawGateway, base: &Path, oe: &mut ObjectErrors<'_>) -> Option<G
     let audit_path = if raw.spec.audit.path == "-" {
         "-".to_owned()
     } else if raw.spec.audit.path.is_empty() {
-        oe.push(&spec_path.field("audit").field("path"), "required: a file, or - for standard output");
+        oe.push(
+            &spec_path.field("audit").field("path"),
+            "required: a file, or - for standard output",
+        );
         String::new()
     } else {
         path_of(&raw.spec.audit.path).to_string_lossy().into_owned()
@@ -534,10 +586,16 @@ fn validate_issuer(
             }
             d
         }
-        None => format!("{}/.well-known/openid-configuration", ri.url.trim_end_matches('/')),
+        None => format!(
+            "{}/.well-known/openid-configuration",
+            ri.url.trim_end_matches('/')
+        ),
     };
     if ri.audiences.is_empty() || ri.audiences.iter().any(String::is_empty) {
-        oe.push(&p.field("audiences"), "required: at least one non-empty audience (client id)");
+        oe.push(
+            &p.field("audiences"),
+            "required: at least one non-empty audience (client id)",
+        );
         ok = false;
     }
     let algorithms = match ri.algorithms {
@@ -573,21 +631,33 @@ fn validate_issuer(
             ok = false;
         }
     }
-    if claims.username_prefix.starts_with(rampart_oidc::RESERVED_PREFIX) {
-        oe.push(&cp.field("username").field("prefix"), "must not be in the reserved system: space");
+    if claims
+        .username_prefix
+        .starts_with(rampart_oidc::RESERVED_PREFIX)
+    {
+        oe.push(
+            &cp.field("username").field("prefix"),
+            "must not be in the reserved system: space",
+        );
         ok = false;
     }
     for (j, g) in ri.claims.groups.into_iter().enumerate() {
         let prefix = g.prefix.unwrap_or_default();
         if prefix.starts_with(rampart_oidc::RESERVED_PREFIX) {
-            oe.push(&cp.field("groups").index(j).field("prefix"), "must not be in the reserved system: space");
+            oe.push(
+                &cp.field("groups").index(j).field("prefix"),
+                "must not be in the reserved system: space",
+            );
             ok = false;
         }
         if g.claim.is_empty() {
             oe.push(&cp.field("groups").index(j).field("claim"), "required");
             ok = false;
         }
-        claims.groups.push(GroupsMapping { claim: g.claim, prefix });
+        claims.groups.push(GroupsMapping {
+            claim: g.claim,
+            prefix,
+        });
     }
     claims.uid_claim = ri.claims.uid.map(|u| u.claim);
 
@@ -602,8 +672,15 @@ fn validate_issuer(
         match ri.mfa.any_of {
             None => MfaRule::default(),
             Some(any_of) => {
-                if any_of.is_empty() || any_of.iter().any(|s| s.is_empty() || s.iter().any(String::is_empty)) {
-                    oe.push(&mp.field("anyOf"), "must list non-empty sets of amr values, e.g. [[mfa]]");
+                if any_of.is_empty()
+                    || any_of
+                        .iter()
+                        .any(|s| s.is_empty() || s.iter().any(String::is_empty))
+                {
+                    oe.push(
+                        &mp.field("anyOf"),
+                        "must list non-empty sets of amr values, e.g. [[mfa]]",
+                    );
                     ok = false;
                 }
                 MfaRule::Required { any_of }
@@ -626,11 +703,17 @@ fn validate_issuer(
     let mut min_refresh = Duration::from_secs(10);
     for (value, name, slot) in [
         (&ri.jwks.refresh_interval, "refreshInterval", &mut refresh),
-        (&ri.jwks.min_refresh_interval, "minRefreshInterval", &mut min_refresh),
+        (
+            &ri.jwks.min_refresh_interval,
+            "minRefreshInterval",
+            &mut min_refresh,
+        ),
     ] {
         if let Some(v) = value {
             match parse_duration(v) {
-                Some(d) if d >= Duration::from_secs(1) && d <= Duration::from_secs(86400) => *slot = d,
+                Some(d) if d >= Duration::from_secs(1) && d <= Duration::from_secs(86400) => {
+                    *slot = d
+                }
                 _ => {
                     oe.push(&jp.field(name), "must be a duration between 1s and 24h");
                     ok = false;
@@ -659,8 +742,9 @@ fn validate_issuer(
 }
 
 fn is_https_with_path(url: &str) -> bool {
-    url.strip_prefix("https://")
-        .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/') && !rest.contains(['?', '#', '@']))
+    url.strip_prefix("https://").is_some_and(|rest| {
+        !rest.is_empty() && !rest.starts_with('/') && !rest.contains(['?', '#', '@'])
+    })
 }
 
 /// `https://host[:port]` → (host, host:port).
@@ -750,7 +834,10 @@ spec:
             .replace("https://10.0.0.1:6443", "http://10.0.0.1")
             .replace("{maxAuthAge: 12h}", "{maxAuthAge: soon, anyOf: []}")
             .replace("prefix: \"zitadel:\"}]", "prefix: \"system:\"}]")
-            .replace("audiences: [kube]", "audiences: []\n    algorithms: [HS256]");
+            .replace(
+                "audiences: [kube]",
+                "audiences: []\n    algorithms: [HS256]",
+            );
         let text = load(&bad).unwrap_err().to_string();
         for expected in [
             "spec.listen: must be an address",
@@ -763,8 +850,18 @@ spec:
         ] {
             assert!(text.contains(expected), "missing {expected:?} in\n{text}");
         }
-        assert!(load(&GOOD.replace("tokenFile: token", "clientCertFile: c")).unwrap_err().to_string().contains("gateway's identity"));
-        assert!(load(&GOOD.replace("audit:", "audits:")).unwrap_err().to_string().contains("unknown field"));
+        assert!(
+            load(&GOOD.replace("tokenFile: token", "clientCertFile: c"))
+                .unwrap_err()
+                .to_string()
+                .contains("gateway's identity")
+        );
+        assert!(
+            load(&GOOD.replace("audit:", "audits:"))
+                .unwrap_err()
+                .to_string()
+                .contains("unknown field")
+        );
     }
 
     #[test]
@@ -779,10 +876,25 @@ spec:
 
     #[test]
     fn https_urls() {
-        assert_eq!(parse_https_url("https://a:1"), Some(("a".into(), "a:1".into())));
-        assert_eq!(parse_https_url("https://a/"), Some(("a".into(), "a:443".into())));
-        assert_eq!(parse_https_url("https://[::1]:6443"), Some(("::1".into(), "[::1]:6443".into())));
-        for bad in ["http://a", "https://", "https://a/p", "https://u@a", "https://a:x"] {
+        assert_eq!(
+            parse_https_url("https://a:1"),
+            Some(("a".into(), "a:1".into()))
+        );
+        assert_eq!(
+            parse_https_url("https://a/"),
+            Some(("a".into(), "a:443".into()))
+        );
+        assert_eq!(
+            parse_https_url("https://[::1]:6443"),
+            Some(("::1".into(), "[::1]:6443".into()))
+        );
+        for bad in [
+            "http://a",
+            "https://",
+            "https://a/p",
+            "https://u@a",
+            "https://a:x",
+        ] {
             assert_eq!(parse_https_url(bad), None, "{bad}");
         }
     }

@@ -69,7 +69,13 @@ pub fn load_rbac(files: &[String]) -> Result<Rbac, GateError> {
         tracing::warn!("{w}");
     }
     let [roles, cluster_roles, role_bindings, cluster_role_bindings] = loaded.counts;
-    tracing::info!(roles, cluster_roles, role_bindings, cluster_role_bindings, "RBAC loaded");
+    tracing::info!(
+        roles,
+        cluster_roles,
+        role_bindings,
+        cluster_role_bindings,
+        "RBAC loaded"
+    );
     Ok(loaded.rbac)
 }
 
@@ -140,17 +146,20 @@ impl Gate {
             let proxy = Arc::clone(&self.proxy);
             tokio::spawn(async move {
                 let _permit = permit;
-                let tls = match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(stream)).await {
-                    Ok(Ok(tls)) => tls,
-                    Ok(Err(e)) => {
-                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => {
-                        tracing::debug!(%peer, "TLS handshake timed out");
-                        return;
-                    }
-                };
+                let tls =
+                    match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(stream))
+                        .await
+                    {
+                        Ok(Ok(tls)) => tls,
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    };
                 let service = service_fn(move |req| {
                     let proxy = Arc::clone(&proxy);
                     async move { Ok::<_, std::convert::Infallible>(proxy.handle(req, peer).await) }
@@ -187,7 +196,9 @@ fn spawn_reloader(proxy: Arc<Proxy>, files: Vec<String>) {
                     proxy.set_rbac(rbac);
                     tracing::info!("RBAC reloaded");
                 }
-                Err(e) => tracing::error!(error = %e, "RBAC reload failed; keeping the running policy"),
+                Err(e) => {
+                    tracing::error!(error = %e, "RBAC reload failed; keeping the running policy")
+                }
             }
         }
     });

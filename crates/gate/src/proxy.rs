@@ -114,12 +114,17 @@ impl Proxy {
     ) -> Result<Self, GateError> {
         let up = &config.upstream;
         let (identity, token) = match &up.auth {
-            UpstreamAuth::ClientCert(files) => (Some((files.cert_file.as_path(), files.key_file.as_path())), None),
+            UpstreamAuth::ClientCert(files) => (
+                Some((files.cert_file.as_path(), files.key_file.as_path())),
+                None,
+            ),
             UpstreamAuth::TokenFile(path) => {
                 let text = std::fs::read_to_string(path)
                     .map_err(|e| GateError::io(format!("upstream token {}", path.display()), e))?;
-                let value = HeaderValue::from_str(&format!("Bearer {}", text.trim()))
-                    .map_err(|_| GateError::Tls(format!("{}: not a valid token", path.display())))?;
+                let value =
+                    HeaderValue::from_str(&format!("Bearer {}", text.trim())).map_err(|_| {
+                        GateError::Tls(format!("{}: not a valid token", path.display()))
+                    })?;
                 (None, Some(value))
             }
         };
@@ -294,18 +299,22 @@ impl Proxy {
         // 5. Forwarding.
         let upgrade = is_upgrade(req.headers());
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-        let upstream_req = match self.upstream_request(req, &identity, impersonation.as_ref(), upgrade, peer) {
-            Ok(r) => r,
-            Err(message) => return respond(status::bad_request(&message)),
-        };
-        let res = match tokio::time::timeout(self.response_timeout, self.client.request(upstream_req)).await {
-            Ok(Ok(res)) => res,
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "upstream request failed");
-                return respond(status::bad_gateway());
-            }
-            Err(_) => return respond(status::gateway_timeout()),
-        };
+        let upstream_req =
+            match self.upstream_request(req, &identity, impersonation.as_ref(), upgrade, peer) {
+                Ok(r) => r,
+                Err(message) => return respond(status::bad_request(&message)),
+            };
+        let res =
+            match tokio::time::timeout(self.response_timeout, self.client.request(upstream_req))
+                .await
+            {
+                Ok(Ok(res)) => res,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "upstream request failed");
+                    return respond(status::bad_gateway());
+                }
+                Err(_) => return respond(status::gateway_timeout()),
+            };
         if res.status() == StatusCode::SWITCHING_PROTOCOLS {
             return self.splice(res, client_upgrade);
         }
@@ -343,7 +352,8 @@ impl Proxy {
         if let Some(token) = &self.upstream_token {
             h.insert(header::AUTHORIZATION, token.clone());
         }
-        let value = |s: &str| HeaderValue::from_str(s).map_err(|_| "invalid header value".to_owned());
+        let value =
+            |s: &str| HeaderValue::from_str(s).map_err(|_| "invalid header value".to_owned());
         match impersonation {
             None => {
                 h.insert("impersonate-user", value(&identity.username)?);
@@ -366,8 +376,11 @@ impl Proxy {
                     h.insert("impersonate-uid", value(uid)?);
                 }
                 for (k, vs) in &imp.extra {
-                    let name = HeaderName::try_from(format!("{IMPERSONATE_EXTRA_PREFIX}{}", encode_extra_key(k)))
-                        .map_err(|_| "invalid impersonation extra key".to_owned())?;
+                    let name = HeaderName::try_from(format!(
+                        "{IMPERSONATE_EXTRA_PREFIX}{}",
+                        encode_extra_key(k)
+                    ))
+                    .map_err(|_| "invalid impersonation extra key".to_owned())?;
                     for v in vs {
                         h.append(name.clone(), value(v)?);
                     }
@@ -492,7 +505,10 @@ pub fn impersonation_request(headers: &HeaderMap) -> Result<Option<Impersonation
         .any(|k| k.as_str().starts_with(IMPERSONATE_PREFIX));
     if user.is_empty() {
         if !groups.is_empty() || uid.is_some() || !extra.is_empty() {
-            return Err("requested impersonation of groups, uid or extras without impersonating a user".into());
+            return Err(
+                "requested impersonation of groups, uid or extras without impersonating a user"
+                    .into(),
+            );
         }
         if others {
             return Err("unknown or empty impersonation header".into());
@@ -555,7 +571,10 @@ mod tests {
     #[test]
     fn extra_keys_are_escaped_for_header_names() {
         assert_eq!(encode_extra_key("rampart.dev/amr"), "rampart.dev%2famr");
-        assert_eq!(percent_unescape("rampart.dev%2famr").as_deref(), Some("rampart.dev/amr"));
+        assert_eq!(
+            percent_unescape("rampart.dev%2famr").as_deref(),
+            Some("rampart.dev/amr")
+        );
     }
 
     #[test]
@@ -566,11 +585,17 @@ mod tests {
         assert!(impersonation_request(&h).is_err());
         h.append("impersonate-user", HeaderValue::from_static("bob"));
         h.append("impersonate-group", HeaderValue::from_static("h"));
-        h.append("impersonate-extra-example.com%2fscopes", HeaderValue::from_static("a"));
+        h.append(
+            "impersonate-extra-example.com%2fscopes",
+            HeaderValue::from_static("a"),
+        );
         let imp = impersonation_request(&h).unwrap().unwrap();
         assert_eq!(imp.user, "bob");
         assert_eq!(imp.groups, ["g", "h"]);
-        assert_eq!(imp.extra, [("example.com/scopes".to_owned(), vec!["a".to_owned()])]);
+        assert_eq!(
+            imp.extra,
+            [("example.com/scopes".to_owned(), vec!["a".to_owned()])]
+        );
         assert_eq!(impersonated_groups(&imp), ["g", "h", ALL_AUTHENTICATED]);
         let sa = ImpersonationRequest {
             user: "system:serviceaccount:ns:sa".into(),
@@ -578,7 +603,11 @@ mod tests {
         };
         assert_eq!(
             impersonated_groups(&sa),
-            ["system:serviceaccounts", "system:serviceaccounts:ns", ALL_AUTHENTICATED]
+            [
+                "system:serviceaccounts",
+                "system:serviceaccounts:ns",
+                ALL_AUTHENTICATED
+            ]
         );
     }
 
@@ -586,7 +615,10 @@ mod tests {
     fn bearer_tokens() {
         let mut h = HeaderMap::new();
         assert_eq!(bearer_token(&h), None);
-        h.insert(header::AUTHORIZATION, HeaderValue::from_static("bearer abc"));
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("bearer abc"),
+        );
         assert_eq!(bearer_token(&h), Some("abc"));
         h.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic abc"));
         assert_eq!(bearer_token(&h), None);
@@ -595,7 +627,10 @@ mod tests {
     #[test]
     fn hop_by_hop_headers_go() {
         let mut h = HeaderMap::new();
-        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, x-secret, Upgrade"));
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-secret, Upgrade"),
+        );
         h.insert("x-secret", HeaderValue::from_static("1"));
         h.insert(header::UPGRADE, HeaderValue::from_static("SPDY/3.1"));
         h.insert(header::TE, HeaderValue::from_static("trailers"));

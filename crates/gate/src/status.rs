@@ -6,7 +6,12 @@ use http::{HeaderValue, Response, StatusCode, header};
 use serde_json::json;
 
 /// A `Status` failure response.
-pub fn failure(code: StatusCode, reason: &str, message: &str, details: Option<serde_json::Value>) -> Response<Bytes> {
+pub fn failure(
+    code: StatusCode,
+    reason: &str,
+    message: &str,
+    details: Option<serde_json::Value>,
+) -> Response<Bytes> {
     let mut body = json!({
         "kind": "Status",
         "apiVersion": "v1",
@@ -21,10 +26,14 @@ pub fn failure(code: StatusCode, reason: &str, message: &str, details: Option<se
     }
     let mut res = Response::new(Bytes::from(body.to_string()));
     *res.status_mut() = code;
-    res.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    res.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    res.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, private"),
+    );
     res
 }
 

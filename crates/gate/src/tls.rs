@@ -22,7 +22,10 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, GateError
         .collect::<Result<_, _>>()
         .map_err(|e| GateError::Tls(format!("{}: {e}", path.display())))?;
     if certs.is_empty() {
-        return Err(GateError::Tls(format!("{}: no certificate found", path.display())));
+        return Err(GateError::Tls(format!(
+            "{}: no certificate found",
+            path.display()
+        )));
     }
     Ok(certs)
 }
@@ -38,7 +41,10 @@ pub fn load_roots(path: &Path) -> Result<RootCertStore, GateError> {
     let mut roots = RootCertStore::empty();
     let (added, _ignored) = roots.add_parsable_certificates(load_certs(path)?);
     if added == 0 {
-        return Err(GateError::Tls(format!("{}: no usable CA certificate", path.display())));
+        return Err(GateError::Tls(format!(
+            "{}: no usable CA certificate",
+            path.display()
+        )));
     }
     Ok(roots)
 }
@@ -57,7 +63,7 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<rustls::ServerConfig, Ga
 }
 
 /// A client configuration trusting the CA bundle at `ca`, optionally presenting a
-/// client certificate.
+/// client certificate. ALPN is left to the HTTP connector (HTTP/1.1).
 pub fn client_config(
     ca: &Path,
     identity: Option<(&Path, &Path)>,
@@ -66,12 +72,11 @@ pub fn client_config(
         .with_safe_default_protocol_versions()
         .map_err(|e| GateError::Tls(e.to_string()))?
         .with_root_certificates(load_roots(ca)?);
-    let mut config = match identity {
+    let config = match identity {
         Some((cert, key)) => builder
             .with_client_auth_cert(load_certs(cert)?, load_key(key)?)
             .map_err(|e| GateError::Tls(format!("{}: {e}", cert.display())))?,
         None => builder.with_no_client_auth(),
     };
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
 }
