@@ -19,8 +19,8 @@
 //! `rampart-oidc` and `rampart-authz`; it speaks HTTP/1.1 only to clients and to the
 //! API server (kubectl falls back to it, and exec, attach and port-forward need it).
 //!
-//! The RBAC manifests are reloaded on SIGHUP; a reload that fails keeps the running
-//! policy.
+//! The RBAC manifests and the listener's certificate are reloaded on SIGHUP; a reload
+//! that fails keeps what is running.
 
 pub mod audit;
 pub mod authn;
@@ -38,6 +38,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use rampart_authz::Rbac;
 use rampart_resources::{parse_sources, read_sources};
+use rampart_tls::SniResolver;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
@@ -84,6 +85,7 @@ pub struct Gate {
     listener: TcpListener,
     acceptor: TlsAcceptor,
     proxy: Arc<Proxy>,
+    resolver: Arc<SniResolver>,
     config: GateConfig,
 }
 
@@ -99,7 +101,11 @@ impl Gate {
     /// Validates everything and binds the listener. Nothing is served yet.
     pub async fn bind(config: GateConfig) -> Result<Self, GateError> {
         let rbac = load_rbac(&config.rbac_files)?;
-        let server = tls::server_config(&config.tls.cert_file, &config.tls.key_file)?;
+        let resolver = SniResolver::new(tls::cert_store(
+            &config.tls.cert_file,
+            &config.tls.key_file,
+        )?);
+        let server = tls::server_config(Arc::clone(&resolver))?;
         let authenticator = authn::Authenticator::new(&config.issuers)?;
         let audit = audit::AuditLog::open(&config.audit_path)?;
         let proxy = Proxy::new(&config, authenticator, rbac, audit)?;
@@ -108,7 +114,8 @@ impl Gate {
             .map_err(|e| GateError::io(format!("listen on {}", config.listen), e))?;
         Ok(Self {
             listener,
-            acceptor: TlsAcceptor::from(Arc::new(server)),
+            acceptor: TlsAcceptor::from(server),
+            resolver,
             proxy: Arc::new(proxy),
             config,
         })
@@ -124,7 +131,11 @@ impl Gate {
     /// Serves until the process ends.
     pub async fn serve(self) -> Result<(), GateError> {
         self.proxy.authenticator().start().await;
-        spawn_reloader(Arc::clone(&self.proxy), self.config.rbac_files.clone());
+        spawn_reloader(
+            Arc::clone(&self.proxy),
+            Arc::clone(&self.resolver),
+            self.config.clone(),
+        );
         let limits = self.config.limits;
         let permits = Arc::new(Semaphore::new(limits.max_connections));
         tracing::info!(listen = %self.config.listen, upstream = %self.config.upstream.url, "gateway serving");
@@ -183,21 +194,30 @@ impl Gate {
 }
 
 #[cfg(unix)]
-fn spawn_reloader(proxy: Arc<Proxy>, files: Vec<String>) {
+fn spawn_reloader(proxy: Arc<Proxy>, resolver: Arc<SniResolver>, config: GateConfig) {
     use tokio::signal::unix::{SignalKind, signal};
     let Ok(mut hup) = signal(SignalKind::hangup()) else {
-        tracing::warn!("cannot listen for SIGHUP; RBAC reloads are off");
+        tracing::warn!("cannot listen for SIGHUP; reloads are off");
         return;
     };
     tokio::spawn(async move {
         while hup.recv().await.is_some() {
-            match load_rbac(&files) {
+            match load_rbac(&config.rbac_files) {
                 Ok(rbac) => {
                     proxy.set_rbac(rbac);
                     tracing::info!("RBAC reloaded");
                 }
                 Err(e) => {
-                    tracing::error!(error = %e, "RBAC reload failed; keeping the running policy")
+                    tracing::error!(error = %e, "RBAC reload failed; keeping the running policy");
+                }
+            }
+            match tls::cert_store(&config.tls.cert_file, &config.tls.key_file) {
+                Ok(store) => {
+                    resolver.replace(store);
+                    tracing::info!("listener certificate reloaded");
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "certificate reload failed; keeping the running one");
                 }
             }
         }
@@ -205,4 +225,4 @@ fn spawn_reloader(proxy: Arc<Proxy>, files: Vec<String>) {
 }
 
 #[cfg(not(unix))]
-fn spawn_reloader(_proxy: Arc<Proxy>, _files: Vec<String>) {}
+fn spawn_reloader(_proxy: Arc<Proxy>, _resolver: Arc<SniResolver>, _config: GateConfig) {}

@@ -8,8 +8,8 @@ use clap::{Parser, Subcommand};
 mod check;
 mod edge;
 mod exit;
-mod policy;
 mod gate;
+mod policy;
 
 /// Rampart: defense-in-depth network security for Kubernetes clusters.
 #[derive(Debug, Parser)]

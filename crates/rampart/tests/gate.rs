@@ -8,7 +8,10 @@
 //! `scripts/install-deps`). Without them the test fails when `CI=true` and is skipped
 //! otherwise.
 
-#![expect(clippy::unwrap_used, reason = "test code: an unexpected error is a test failure")]
+#![expect(
+    clippy::unwrap_used,
+    reason = "test code: an unexpected error is a test failure"
+)]
 
 use std::io::{BufRead, BufReader, Write as _};
 use std::net::TcpListener as StdListener;
