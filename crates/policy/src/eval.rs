@@ -252,12 +252,6 @@ impl fmt::Display for Explanation {
                         "    isolated by NetworkPolicy {}",
                         side.selected_by.join(", ")
                     )?;
-                } else if side.decided_by != Tier::AdminNetworkPolicy {
-                    writeln!(
-                        f,
-                        "    not isolated: no NetworkPolicy selects it for {}",
-                        side.direction.as_str().to_lowercase()
-                    )?;
                 }
                 for m in &side.allowed_by {
                     writeln!(

@@ -17,6 +17,7 @@
 mod bitset;
 pub mod eval;
 pub mod index;
+pub mod lint;
 pub mod matrix;
 
 pub use eval::{Endpoint, Evaluator, Explanation};

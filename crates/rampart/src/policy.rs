@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use rampart_model::Probe;
+use rampart_policy::lint::{self, Severity};
 use rampart_policy::{Endpoint, Evaluator, Index, matrix};
 use rampart_resources::{ClusterInput, Diagnostics, load_cluster};
 
@@ -17,6 +18,9 @@ pub(crate) enum Command {
     Matrix(MatrixArgs),
     /// Whether one flow is allowed, and which tier, policy, rule, peer and port decide it.
     Explain(ExplainArgs),
+    /// Findings with stable IDs: namespaces without default deny, policies that select
+    /// nothing, rules that never match, allows from anywhere, shadowed policies.
+    Lint(LintArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -73,6 +77,26 @@ pub(crate) struct ExplainArgs {
     output: ExplainFormat,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
+enum FailOn {
+    Info,
+    Warning,
+    Error,
+    Never,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct LintArgs {
+    #[command(flatten)]
+    inputs: Inputs,
+    /// Exit with status 1 when a finding of this severity or above is reported.
+    #[arg(long, value_enum, default_value = "error")]
+    fail_on: FailOn,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
+    output: ExplainFormat,
+}
+
 fn parse_probe(s: &str) -> Result<Probe, String> {
     s.parse()
 }
@@ -81,6 +105,7 @@ pub(crate) fn run(command: Command) -> Outcome {
     match command {
         Command::Matrix(args) => matrix(args),
         Command::Explain(args) => explain(args),
+        Command::Lint(args) => lint(args),
     }
 }
 
@@ -151,4 +176,66 @@ fn explain(args: ExplainArgs) -> Outcome {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn lint(args: LintArgs) -> Outcome {
+    let input = load(&args.inputs)?;
+    let findings = lint::lint(&input.cluster, &input.policies);
+    let location = |object: &str| input.origins.get(object).map(ToString::to_string);
+    let counts = lint::summary(&findings);
+    let count = |s: Severity| counts.get(&s).copied().unwrap_or(0);
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    match args.output {
+        ExplainFormat::Text => {
+            for f in &findings {
+                match location(&f.object) {
+                    Some(at) => writeln!(out, "{f} ({at})")?,
+                    None => writeln!(out, "{f}")?,
+                }
+            }
+            writeln!(
+                out,
+                "{} findings: {} errors, {} warnings, {} info",
+                findings.len(),
+                count(Severity::Error),
+                count(Severity::Warning),
+                count(Severity::Info)
+            )?;
+        }
+        ExplainFormat::Json => {
+            let list: Vec<serde_json::Value> = findings
+                .iter()
+                .map(|f| {
+                    let mut v = serde_json::to_value(f).unwrap_or_default();
+                    if let (Some(obj), Some(at)) = (v.as_object_mut(), location(&f.object)) {
+                        obj.insert("location".to_owned(), serde_json::Value::String(at));
+                    }
+                    v
+                })
+                .collect();
+            let doc = serde_json::json!({
+                "findings": list,
+                "summary": {
+                    "error": count(Severity::Error),
+                    "warning": count(Severity::Warning),
+                    "info": count(Severity::Info),
+                },
+            });
+            serde_json::to_writer_pretty(&mut out, &doc)?;
+            writeln!(out)?;
+        }
+    }
+    out.flush()?;
+    let threshold = match args.fail_on {
+        FailOn::Info => Some(Severity::Info),
+        FailOn::Warning => Some(Severity::Warning),
+        FailOn::Error => Some(Severity::Error),
+        FailOn::Never => None,
+    };
+    let failed = threshold.is_some_and(|t| findings.iter().any(|f| f.severity >= t));
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
