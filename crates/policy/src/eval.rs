@@ -318,9 +318,82 @@ impl<'a> Evaluator<'a> {
         }
     }
 
-    /// True if the flow is allowed.
+    /// True if the flow is allowed. The same decision as [`Self::explain`], without
+    /// the account (no allocation, first match wins).
     pub fn allowed(&self, src: &Endpoint<'_>, dst: &Endpoint<'_>, probe: Probe) -> bool {
-        self.explain(src, dst, probe).allowed
+        if let (Some(a), Some(b)) = (src.any_pod(), dst.any_pod())
+            && (std::ptr::eq(a, b) || (a.namespace == b.namespace && a.name == b.name))
+        {
+            return true;
+        }
+        self.side_allowed(Direction::Egress, src, dst, probe)
+            && self.side_allowed(Direction::Ingress, dst, src, probe)
+    }
+
+    /// The decision of [`Self::side`], tier by tier in the same order.
+    fn side_allowed(
+        &self,
+        direction: Direction,
+        subject: &Endpoint<'_>,
+        peer: &Endpoint<'_>,
+        probe: Probe,
+    ) -> bool {
+        let Some(pod) = subject.policy_pod() else {
+            return true;
+        };
+        let dst_pod = match direction {
+            Direction::Egress => peer.any_pod(),
+            Direction::Ingress => Some(pod),
+        };
+        for anp in &self.policies.admin_policies {
+            if !self.subject_matches(&anp.subject, pod) {
+                continue;
+            }
+            let rules = anp.rules(direction);
+            match self
+                .first_admin_index(rules, peer, dst_pod, probe)
+                .map(|i| rules[i].action)
+            {
+                Some(Action::Allow) => return true,
+                Some(Action::Deny) => return false,
+                Some(Action::Pass) => break,
+                None => {}
+            }
+        }
+        let mut isolated = false;
+        for np in &self.policies.network_policies {
+            let Some(rules) = np.rules(direction) else {
+                continue;
+            };
+            if !np_selects(np, pod) {
+                continue;
+            }
+            isolated = true;
+            let allows = rules.iter().any(|rule| {
+                !matches!(np_port_match(&rule.ports, dst_pod, probe), PortMatch::None)
+                    && match &rule.peers {
+                        Peers::Any => true,
+                        Peers::List(peers) => {
+                            peers.iter().any(|p| self.np_peer_matches(np, p, peer))
+                        }
+                    }
+            });
+            if allows {
+                return true;
+            }
+        }
+        if isolated {
+            return false;
+        }
+        if let Some(banp) = &self.policies.baseline
+            && self.subject_matches(&banp.subject, pod)
+        {
+            let rules = banp.rules(direction);
+            if let Some(i) = self.first_admin_index(rules, peer, dst_pod, probe) {
+                return rules[i].action == Action::Allow;
+            }
+        }
+        true
     }
 
     /// The verdict with its full account.
@@ -503,6 +576,19 @@ impl<'a> Evaluator<'a> {
         side
     }
 
+    fn first_admin_index(
+        &self,
+        rules: &[AdminRule],
+        peer: &Endpoint<'_>,
+        dst_pod: Option<&Pod>,
+        probe: Probe,
+    ) -> Option<usize> {
+        rules.iter().position(|rule| {
+            rule.peers.iter().any(|p| self.admin_peer_matches(p, peer))
+                && admin_ports_match(rule.ports.as_deref(), dst_pod, probe)
+        })
+    }
+
     fn first_admin_match(
         &self,
         rules: &[AdminRule],
@@ -511,16 +597,13 @@ impl<'a> Evaluator<'a> {
         probe: Probe,
         field: &str,
     ) -> Option<AdminRuleMatch> {
-        rules.iter().enumerate().find_map(|(i, rule)| {
-            let peer_ok = rule.peers.iter().any(|p| self.admin_peer_matches(p, peer));
-            let port_ok = admin_ports_match(rule.ports.as_deref(), dst_pod, probe);
-            (peer_ok && port_ok).then(|| AdminRuleMatch {
+        self.first_admin_index(rules, peer, dst_pod, probe)
+            .map(|i| AdminRuleMatch {
                 index: i,
-                name: rule.name.clone(),
-                action: rule.action,
+                name: rules[i].name.clone(),
+                action: rules[i].action,
                 path: format!("spec.{field}[{i}]"),
             })
-        })
     }
 
     #[expect(

@@ -19,6 +19,7 @@ pub mod eval;
 pub mod index;
 pub mod lint;
 pub mod matrix;
+pub mod synth;
 
 pub use eval::{Endpoint, Evaluator, Explanation};
 pub use index::{ClassMatrix, FlowEnd, Index, PodId, PodMatrix};

@@ -15,8 +15,9 @@
 //! Findings about selectors (L201, L301, L501, L502) are judged against the pods in the
 //! input; they say so, since pods come and go.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
+use std::net::IpAddr;
 
 use rampart_model::{
     Action, AdminPeer, AdminPort, AdminRule, Cluster, Direction, IpSet, LabelSelector,
@@ -25,6 +26,7 @@ use rampart_model::{
 };
 use serde::Serialize;
 
+use crate::bitset::BitSet;
 use crate::eval::np_selects;
 
 /// How serious a finding is.
@@ -165,11 +167,11 @@ fn finding(check: Check, object: String, path: Option<String>, message: String) 
 
 /// Runs every check.
 pub fn lint(cluster: &Cluster, policies: &PolicySet) -> Vec<Finding> {
-    let ctx = Context { cluster };
+    let ctx = Context::new(cluster, policies);
     let mut out = Vec::new();
     default_deny(&ctx, policies, &mut out);
-    for np in &policies.network_policies {
-        network_policy_checks(&ctx, np, &mut out);
+    for (i, np) in policies.network_policies.iter().enumerate() {
+        network_policy_checks(&ctx, i, np, &mut out);
     }
     admin_checks(&ctx, policies, &mut out);
     shadowed_policies(&ctx, policies, &mut out);
@@ -179,9 +181,55 @@ pub fn lint(cluster: &Cluster, policies: &PolicySet) -> Vec<Finding> {
 
 struct Context<'a> {
     cluster: &'a Cluster,
+    /// Pods (not on the host network) by namespace.
+    by_namespace: HashMap<&'a str, Vec<usize>>,
+    /// Pods whose primary address is known, with it.
+    addressed: Vec<(usize, IpAddr)>,
+    /// Per NetworkPolicy and direction (0 ingress, 1 egress), the peers of each rule.
+    np_peers: Vec<[Vec<PeerSet>; 2]>,
 }
 
-impl Context<'_> {
+impl<'a> Context<'a> {
+    fn new(cluster: &'a Cluster, policies: &PolicySet) -> Self {
+        let mut by_namespace: HashMap<&str, Vec<usize>> = HashMap::new();
+        let mut addressed = Vec::new();
+        for (i, p) in cluster.pods.iter().enumerate() {
+            if !p.host_network {
+                by_namespace
+                    .entry(p.namespace.as_str())
+                    .or_default()
+                    .push(i);
+            }
+            if let Some(ip) = p.primary_ip() {
+                addressed.push((i, ip));
+            }
+        }
+        let mut ctx = Self {
+            cluster,
+            by_namespace,
+            addressed,
+            np_peers: Vec::new(),
+        };
+        ctx.np_peers = policies
+            .network_policies
+            .iter()
+            .map(|np| {
+                [Direction::Ingress, Direction::Egress].map(|d| {
+                    np.rules(d)
+                        .unwrap_or_default()
+                        .iter()
+                        .map(|r| ctx.compute_np_peers(np, r))
+                        .collect()
+                })
+            })
+            .collect();
+        ctx
+    }
+
+    fn n(&self) -> usize {
+        self.cluster.pods.len()
+    }
+
     fn ns_matches(&self, sel: &LabelSelector, ns: &str) -> bool {
         match self.cluster.namespace_labels(ns) {
             Some(labels) => sel.matches(labels),
@@ -189,74 +237,107 @@ impl Context<'_> {
         }
     }
 
-    /// Indices of the (selectable) pods a NetworkPolicy selects.
-    fn np_pods(&self, np: &NetworkPolicy) -> BTreeSet<usize> {
-        self.cluster
-            .pods
-            .iter()
-            .enumerate()
-            .filter(|(_, p)| np_selects(np, p))
-            .map(|(i, _)| i)
-            .collect()
-    }
-
-    fn subject_pods(&self, subject: &Subject) -> BTreeSet<usize> {
-        self.cluster
-            .pods
-            .iter()
-            .enumerate()
-            .filter(|(_, p)| {
-                !p.host_network
-                    && match subject {
-                        Subject::Namespaces(ns) => self.ns_matches(ns, &p.namespace),
-                        Subject::Pods { namespaces, pods } => {
-                            self.ns_matches(namespaces, &p.namespace) && pods.matches(&p.labels)
-                        }
-                    }
-            })
-            .map(|(i, _)| i)
-            .collect()
-    }
-
-    /// What a NetworkPolicy rule's peers match: pods (by selectors), addresses, or all.
-    fn np_peers(&self, np: &NetworkPolicy, rule: &Rule) -> PeerSet {
-        let Peers::List(peers) = &rule.peers else {
-            return PeerSet::everything();
-        };
-        let mut set = PeerSet::nothing();
-        for peer in peers {
-            match peer {
-                Peer::Pods { namespaces, pods } => {
-                    for (i, p) in self.cluster.pods.iter().enumerate() {
-                        let ns_ok = match namespaces {
-                            NamespaceMatch::Own => p.namespace == np.namespace,
-                            NamespaceMatch::Selector(sel) => self.ns_matches(sel, &p.namespace),
-                        };
-                        if !p.host_network && ns_ok && pods.matches(&p.labels) {
-                            set.pods.insert(i);
-                        }
+    /// Selectable pods in namespaces matching `namespaces` whose labels match `pods`.
+    fn pods_in(&self, namespaces: &LabelSelector, pods: &LabelSelector) -> BitSet {
+        let mut set = BitSet::new(self.n());
+        for (ns, members) in &self.by_namespace {
+            if self.ns_matches(namespaces, ns) {
+                for &i in members {
+                    if pods.matches(&self.cluster.pods[i].labels) {
+                        set.insert(i);
                     }
                 }
-                Peer::IpBlock(b) => set.ips = set.ips.union(&b.to_set()),
             }
         }
         set
     }
 
+    /// The (selectable) pods a NetworkPolicy selects.
+    fn np_pods(&self, np: &NetworkPolicy) -> BitSet {
+        let mut set = BitSet::new(self.n());
+        for &i in self
+            .by_namespace
+            .get(np.namespace.as_str())
+            .into_iter()
+            .flatten()
+        {
+            if np_selects(np, &self.cluster.pods[i]) {
+                set.insert(i);
+            }
+        }
+        set
+    }
+
+    fn subject_pods(&self, subject: &Subject) -> BitSet {
+        match subject {
+            Subject::Namespaces(ns) => self.pods_in(ns, &LabelSelector::everything()),
+            Subject::Pods { namespaces, pods } => self.pods_in(namespaces, pods),
+        }
+    }
+
+    fn peer_set(&self, all: bool, pods: BitSet, ips: IpSet) -> PeerSet {
+        let mut ip_pods = BitSet::new(self.n());
+        if !ips.is_empty() {
+            for &(i, ip) in &self.addressed {
+                if ips.contains(ip) {
+                    ip_pods.insert(i);
+                }
+            }
+        }
+        PeerSet {
+            all,
+            pods,
+            ips,
+            ip_pods,
+        }
+    }
+
+    /// What a NetworkPolicy rule's peers match: pods (by selectors), addresses, or all.
+    fn compute_np_peers(&self, np: &NetworkPolicy, rule: &Rule) -> PeerSet {
+        let Peers::List(peers) = &rule.peers else {
+            return self.peer_set(true, BitSet::new(self.n()), IpSet::empty());
+        };
+        let mut pods_set = BitSet::new(self.n());
+        let mut ips = IpSet::empty();
+        for peer in peers {
+            match peer {
+                Peer::Pods {
+                    namespaces: NamespaceMatch::Own,
+                    pods,
+                } => {
+                    for &i in self
+                        .by_namespace
+                        .get(np.namespace.as_str())
+                        .into_iter()
+                        .flatten()
+                    {
+                        if pods.matches(&self.cluster.pods[i].labels) {
+                            pods_set.insert(i);
+                        }
+                    }
+                }
+                Peer::Pods {
+                    namespaces: NamespaceMatch::Selector(ns),
+                    pods,
+                } => {
+                    pods_set.union_with(&self.pods_in(ns, pods));
+                }
+                Peer::IpBlock(b) => ips = ips.union(&b.to_set()),
+            }
+        }
+        self.peer_set(false, pods_set, ips)
+    }
+
     fn admin_peers(&self, rule: &AdminRule) -> PeerSet {
-        let mut set = PeerSet::nothing();
+        let mut pods_set = BitSet::new(self.n());
+        let mut ips = IpSet::empty();
         for peer in &rule.peers {
             match peer {
                 AdminPeer::Namespaces(sel) => {
-                    let subject = Subject::Namespaces(sel.clone());
-                    set.pods.extend(self.subject_pods(&subject));
+                    pods_set.union_with(&self.pods_in(sel, &LabelSelector::everything()));
                 }
                 AdminPeer::Pods { namespaces, pods } => {
-                    let subject = Subject::Pods {
-                        namespaces: namespaces.clone(),
-                        pods: pods.clone(),
-                    };
-                    set.pods.extend(self.subject_pods(&subject));
+                    pods_set.union_with(&self.pods_in(namespaces, pods))
                 }
                 AdminPeer::Nodes(sel) => {
                     let hosts = self
@@ -269,29 +350,12 @@ impl Context<'_> {
                                 .iter()
                                 .map(|ip| rampart_model::Cidr::host(*ip).range())
                         });
-                    set.ips = set.ips.union(&IpSet::from_ranges(hosts));
+                    ips = ips.union(&IpSet::from_ranges(hosts));
                 }
-                AdminPeer::Networks(cidrs) => set.ips = set.ips.union(&IpSet::from_cidrs(cidrs)),
+                AdminPeer::Networks(cidrs) => ips = ips.union(&IpSet::from_cidrs(cidrs)),
             }
         }
-        set
-    }
-
-    /// True if every endpoint of `inner` is an endpoint of `outer` (pods counted by
-    /// identity or by their addresses).
-    fn covers(&self, outer: &PeerSet, inner: &PeerSet) -> bool {
-        if outer.all {
-            return true;
-        }
-        if inner.all || !outer.ips.is_superset(&inner.ips) {
-            return false;
-        }
-        inner.pods.iter().all(|i| {
-            outer.pods.contains(i)
-                || self.cluster.pods[*i]
-                    .primary_ip()
-                    .is_some_and(|ip| outer.ips.contains(ip))
-        })
+        self.peer_set(false, pods_set, ips)
     }
 }
 
@@ -299,24 +363,33 @@ impl Context<'_> {
 #[derive(Debug, Clone)]
 struct PeerSet {
     all: bool,
-    pods: BTreeSet<usize>,
+    /// Pods matched by selectors.
+    pods: BitSet,
+    /// Addresses matched.
     ips: IpSet,
+    /// Pods whose primary address is in `ips`.
+    ip_pods: BitSet,
 }
 
 impl PeerSet {
-    fn everything() -> Self {
-        Self {
-            all: true,
-            pods: BTreeSet::new(),
-            ips: IpSet::empty(),
+    /// True if every endpoint of `inner` is an endpoint of `self` (pods counted by
+    /// identity or by their addresses).
+    fn covers(&self, inner: &PeerSet) -> bool {
+        if self.all {
+            return true;
         }
+        if inner.all || !self.ips.is_superset(&inner.ips) {
+            return false;
+        }
+        let mut rest = inner.pods.clone();
+        rest.subtract(&self.pods);
+        rest.subtract(&self.ip_pods);
+        rest.is_empty()
     }
-    fn nothing() -> Self {
-        Self {
-            all: false,
-            pods: BTreeSet::new(),
-            ips: IpSet::empty(),
-        }
+
+    /// True if the pod matches.
+    fn contains_pod(&self, i: usize) -> bool {
+        self.all || self.pods.contains(i) || self.ip_pods.contains(i)
     }
 }
 
@@ -355,7 +428,12 @@ fn default_deny(ctx: &Context<'_>, policies: &PolicySet, out: &mut Vec<Finding>)
     }
 }
 
-fn network_policy_checks(ctx: &Context<'_>, np: &NetworkPolicy, out: &mut Vec<Finding>) {
+fn network_policy_checks(
+    ctx: &Context<'_>,
+    index: usize,
+    np: &NetworkPolicy,
+    out: &mut Vec<Finding>,
+) {
     let object = format!("NetworkPolicy {}", np.reference());
     let selected = ctx.np_pods(np);
     if selected.is_empty() {
@@ -428,24 +506,24 @@ fn network_policy_checks(ctx: &Context<'_>, np: &NetworkPolicy, out: &mut Vec<Fi
                 }
             }
             // Named ports: resolved on the destination.
+            if !rule
+                .ports
+                .iter()
+                .any(|p| matches!(p.port, PortSpec::Named(_)))
+            {
+                continue;
+            }
             let candidates: Vec<&Pod> = match direction {
-                Direction::Ingress => selected.iter().map(|i| &ctx.cluster.pods[*i]).collect(),
+                Direction::Ingress => selected.iter().map(|i| &ctx.cluster.pods[i]).collect(),
                 Direction::Egress => {
-                    let peers = ctx.np_peers(np, rule);
-                    if peers.all {
-                        ctx.cluster.pods.iter().collect()
-                    } else {
-                        ctx.cluster
-                            .pods
-                            .iter()
-                            .enumerate()
-                            .filter(|(i, p)| {
-                                peers.pods.contains(i)
-                                    || p.primary_ip().is_some_and(|ip| peers.ips.contains(ip))
-                            })
-                            .map(|(_, p)| p)
-                            .collect()
-                    }
+                    let peers = &ctx.np_peers[index][1][ri];
+                    ctx.cluster
+                        .pods
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, _)| peers.contains_pod(*i))
+                        .map(|(_, p)| p)
+                        .collect()
                 }
             };
             for (pi, port) in rule.ports.iter().enumerate() {
@@ -539,16 +617,10 @@ fn admin_checks(ctx: &Context<'_>, policies: &PolicySet, out: &mut Vec<Finding>)
                 }
                 let Some(ports) = &rule.ports else { continue };
                 let candidates: Vec<&Pod> = match direction {
-                    Direction::Ingress => subjects.iter().map(|i| &ctx.cluster.pods[*i]).collect(),
+                    Direction::Ingress => subjects.iter().map(|i| &ctx.cluster.pods[i]).collect(),
                     Direction::Egress => {
                         let peers = ctx.admin_peers(rule);
-                        ctx.cluster
-                            .pods
-                            .iter()
-                            .enumerate()
-                            .filter(|(i, _)| peers.pods.contains(i))
-                            .map(|(_, p)| p)
-                            .collect()
+                        peers.pods.iter().map(|i| &ctx.cluster.pods[i]).collect()
                     }
                 };
                 for (pi, port) in ports.iter().enumerate() {
@@ -601,7 +673,22 @@ fn spec_covers(outer: &PortSpec, inner: &PortSpec) -> bool {
 
 fn shadowed_policies(ctx: &Context<'_>, policies: &PolicySet, out: &mut Vec<Finding>) {
     let nps = &policies.network_policies;
-    let selections: Vec<BTreeSet<usize>> = nps.iter().map(|np| ctx.np_pods(np)).collect();
+    let selections: Vec<BitSet> = nps.iter().map(|np| ctx.np_pods(np)).collect();
+    // Per direction, the policies isolating each pod.
+    let mut isolating: [Vec<Vec<usize>>; 2] =
+        [vec![Vec::new(); ctx.n()], vec![Vec::new(); ctx.n()]];
+    for (q, np) in nps.iter().enumerate() {
+        for (d, direction) in [Direction::Ingress, Direction::Egress]
+            .into_iter()
+            .enumerate()
+        {
+            if np.rules(direction).is_some() {
+                for pod in selections[q].iter() {
+                    isolating[d][pod].push(q);
+                }
+            }
+        }
+    }
     let mut reported: BTreeSet<usize> = BTreeSet::new();
     for (p, np) in nps.iter().enumerate() {
         if selections[p].is_empty() {
@@ -609,31 +696,44 @@ fn shadowed_policies(ctx: &Context<'_>, policies: &PolicySet, out: &mut Vec<Find
         }
         let mut by: BTreeSet<String> = BTreeSet::new();
         let mut shadowed = true;
-        'directions: for direction in [Direction::Ingress, Direction::Egress] {
+        'directions: for (d, direction) in [Direction::Ingress, Direction::Egress]
+            .into_iter()
+            .enumerate()
+        {
             let Some(rules) = np.rules(direction) else {
                 continue;
             };
-            for &pod in &selections[p] {
-                // Other live policies that isolate this pod in this direction.
-                let others: Vec<usize> = (0..nps.len())
-                    .filter(|&q| {
-                        q != p
-                            && !reported.contains(&q)
-                            && nps[q].rules(direction).is_some()
-                            && selections[q].contains(&pod)
-                    })
-                    .collect();
+            // Pods isolated by the same other policies are judged once.
+            let groups: BTreeSet<Vec<usize>> = selections[p]
+                .iter()
+                .map(|pod| {
+                    isolating[d][pod]
+                        .iter()
+                        .copied()
+                        .filter(|&q| q != p && !reported.contains(&q))
+                        .collect()
+                })
+                .collect();
+            for others in groups {
                 if others.is_empty() {
                     shadowed = false;
                     break 'directions;
                 }
-                for rule in rules {
-                    let inner = ctx.np_peers(np, rule);
+                if rules.is_empty() {
+                    by.insert(nps[others[0]].reference());
+                }
+                for (ri, rule) in rules.iter().enumerate() {
+                    let inner = &ctx.np_peers[p][d][ri];
                     let cover = others.iter().find(|&&q| {
-                        nps[q].rules(direction).unwrap_or_default().iter().any(|r| {
-                            np_ports_cover(&r.ports, &rule.ports)
-                                && ctx.covers(&ctx.np_peers(&nps[q], r), &inner)
-                        })
+                        nps[q]
+                            .rules(direction)
+                            .unwrap_or_default()
+                            .iter()
+                            .enumerate()
+                            .any(|(rj, r)| {
+                                np_ports_cover(&r.ports, &rule.ports)
+                                    && ctx.np_peers[q][d][rj].covers(inner)
+                            })
                     });
                     match cover {
                         Some(&q) => {
@@ -644,9 +744,6 @@ fn shadowed_policies(ctx: &Context<'_>, policies: &PolicySet, out: &mut Vec<Find
                             break 'directions;
                         }
                     }
-                }
-                if rules.is_empty() {
-                    by.insert(nps[others[0]].reference());
                 }
             }
         }
@@ -704,7 +801,7 @@ fn shadowed_admin_rules(ctx: &Context<'_>, policies: &PolicySet, out: &mut Vec<F
     struct Entry<'a> {
         object: String,
         label: String,
-        subjects: BTreeSet<usize>,
+        subjects: BitSet,
         direction: Direction,
         index: usize,
         rule: &'a AdminRule,
@@ -753,9 +850,9 @@ fn shadowed_admin_rules(ctx: &Context<'_>, policies: &PolicySet, out: &mut Vec<F
                 // A baseline rule is reached only after the admin tier and NetworkPolicies;
                 // only earlier baseline rules shadow it.
                 && e.baseline == later.baseline
-                && e.subjects.is_superset(&later.subjects)
+                && later.subjects.is_subset_of(&e.subjects)
                 && admin_ports_cover(e.rule.ports.as_deref(), later.rule.ports.as_deref())
-                && ctx.covers(&peers[*i], &peers[j])
+                && peers[*i].covers(&peers[j])
         });
         if let Some((_, e)) = earlier {
             let field = if later.direction == Direction::Ingress {
@@ -788,4 +885,86 @@ pub fn summary(findings: &[Finding]) -> BTreeMap<Severity, usize> {
         *m.entry(f.severity).or_insert(0) += 1;
     }
     m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rampart_model::{AdminNetworkPolicy, Namespace, PortRange};
+
+    fn pod(ns: &str, name: &str, app: &str) -> Pod {
+        Pod {
+            namespace: ns.into(),
+            name: name.into(),
+            labels: [("app".to_owned(), app.to_owned())].into(),
+            ports: vec![],
+            ips: vec![format!("10.0.0.{}", name.len()).parse().unwrap()],
+            host_network: false,
+            node_name: None,
+        }
+    }
+
+    #[test]
+    fn selects_nothing_and_shadowed_admin_rules() {
+        let mut cluster = Cluster::default();
+        cluster.namespaces.insert("a".into(), Namespace::new("a"));
+        cluster.pods.push(pod("a", "p", "web"));
+        let allow_all = |name: &str, action| AdminRule {
+            name: name.into(),
+            action,
+            peers: vec![AdminPeer::Namespaces(LabelSelector::everything())],
+            ports: None,
+        };
+        let on_port = AdminRule {
+            name: "later".into(),
+            action: Action::Allow,
+            peers: vec![AdminPeer::Namespaces(LabelSelector::from_labels([(
+                "kubernetes.io/metadata.name",
+                "a",
+            )]))],
+            ports: Some(vec![AdminPort::Range {
+                protocol: Protocol::Tcp,
+                range: PortRange::new(80, 90).unwrap(),
+            }]),
+        };
+        let policies = PolicySet {
+            network_policies: vec![NetworkPolicy {
+                namespace: "a".into(),
+                name: "db".into(),
+                pod_selector: LabelSelector::from_labels([("app", "db")]),
+                ingress: Some(vec![]),
+                egress: None,
+            }],
+            admin_policies: vec![
+                AdminNetworkPolicy {
+                    name: "first".into(),
+                    priority: 1,
+                    subject: Subject::Namespaces(LabelSelector::everything()),
+                    ingress: vec![allow_all("all", Action::Deny)],
+                    egress: vec![],
+                },
+                AdminNetworkPolicy {
+                    name: "second".into(),
+                    priority: 2,
+                    subject: Subject::Namespaces(LabelSelector::everything()),
+                    ingress: vec![on_port],
+                    egress: vec![],
+                },
+            ],
+            baseline: None,
+        };
+        let findings = lint(&cluster, &policies);
+        let ids: Vec<(&str, &str)> = findings.iter().map(|f| (f.id, f.object.as_str())).collect();
+        assert!(ids.contains(&("L201", "NetworkPolicy a/db")), "{ids:?}");
+        let shadowed = findings.iter().find(|f| f.id == "L502").expect("L502");
+        assert_eq!(shadowed.object, "AdminNetworkPolicy second");
+        assert_eq!(shadowed.path.as_deref(), Some("spec.ingress[0]"));
+        assert!(
+            shadowed
+                .message
+                .contains("AdminNetworkPolicy first (priority 1) spec.ingress[0] \"all\" (Deny)"),
+            "{}",
+            shadowed.message
+        );
+    }
 }

@@ -340,7 +340,7 @@ fn outside() -> Vec<IpAddr> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 400, .. ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 1000, .. ProptestConfig::default() })]
 
     #[test]
     fn index_agrees_with_reference((cluster, policies) in world()) {
@@ -350,11 +350,14 @@ proptest! {
             for (i, a) in cluster.pods.iter().enumerate() {
                 for (j, b) in cluster.pods.iter().enumerate() {
                     let want = reference.allowed(&Endpoint::pod(a), &Endpoint::pod(b), probe);
+                    let explained = reference.explain(&Endpoint::pod(a), &Endpoint::pod(b), probe);
+                    prop_assert_eq!(explained.allowed, want, "explain disagrees: {}", explained);
                     let got = index.allowed(FlowEnd::Pod(i), FlowEnd::Pod(j), probe);
                     prop_assert_eq!(got, want, "{}/{} -> {}/{} {}", a.namespace, a.name, b.namespace, b.name, probe);
                 }
                 for ip in outside() {
                     let want_out = reference.allowed(&Endpoint::pod(a), &Endpoint::Address(ip), probe);
+                    prop_assert_eq!(reference.explain(&Endpoint::pod(a), &Endpoint::Address(ip), probe).allowed, want_out);
                     let want_in = reference.allowed(&Endpoint::Address(ip), &Endpoint::pod(a), probe);
                     let end = index.end_at(ip);
                     if matches!(end, FlowEnd::Address(_)) {
