@@ -699,19 +699,21 @@ fn decode_np_rules(
     rules
 }
 
+/// How many of the optional fields are present.
+fn count_present(flags: &[bool]) -> usize {
+    flags.iter().filter(|b| **b).count()
+}
+
 fn decode_np_peer(
     raw: &RawNetworkPolicyPeer,
     path: &FieldPath,
     errs: &mut ObjectErrors<'_>,
 ) -> Option<Peer> {
-    let count = [
+    let count = count_present(&[
         raw.pod_selector.is_some(),
         raw.namespace_selector.is_some(),
         raw.ip_block.is_some(),
-    ]
-    .iter()
-    .filter(|b| **b)
-    .count();
+    ]);
     if count == 0 {
         errs.push(path, "Required value: must specify a peer");
         return None;
@@ -1143,7 +1145,7 @@ fn decode_admin_peer(
         raw.networks.is_some(),
         raw.domain_names.is_some(),
     ];
-    if set.iter().filter(|b| **b).count() != 1 {
+    if count_present(&set) != 1 {
         errs.push(path, "Invalid value: must specify exactly one peer type");
         return None;
     }
@@ -1223,14 +1225,11 @@ fn decode_admin_port(
     path: &FieldPath,
     errs: &mut ObjectErrors<'_>,
 ) -> Option<AdminPort> {
-    let count = [
+    let count = count_present(&[
         raw.port_number.is_some(),
         raw.named_port.is_some(),
         raw.port_range.is_some(),
-    ]
-    .iter()
-    .filter(|b| **b)
-    .count();
+    ]);
     if count != 1 {
         errs.push(
             path,
