@@ -18,6 +18,7 @@ mod bitset;
 pub mod eval;
 pub mod index;
 pub mod lint;
+pub mod ir;
 pub mod matrix;
 pub mod synth;
 

@@ -5,10 +5,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod agent;
 mod check;
 mod edge;
 mod exit;
 mod gate;
+mod lab;
 mod policy;
 
 /// Rampart: defense-in-depth network security for Kubernetes clusters.
@@ -34,6 +36,10 @@ enum Command {
     Up(edge::UpArgs),
     /// The access gateway for the Kubernetes API: OIDC, MFA, RBAC, impersonation.
     Gate(gate::Args),
+    /// A real datapath of network namespaces on this machine that enforces the policies
+    /// as the node agent does, probed with real connections (root).
+    #[command(subcommand)]
+    Lab(lab::Command),
 }
 
 fn main() -> ExitCode {
@@ -44,6 +50,7 @@ fn main() -> ExitCode {
         Command::Edge(args) => edge::run_edge(args),
         Command::Up(args) => edge::run_up(args),
         Command::Gate(args) => gate::run(args),
+        Command::Lab(command) => lab::run(command),
     };
     exit::report(result)
 }

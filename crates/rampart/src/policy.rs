@@ -24,6 +24,9 @@ pub(crate) enum Command {
     /// Print a synthetic cluster (namespaces, pods, policies) as manifests, for
     /// benchmarks and load tests. The same parameters and seed give the same output.
     Generate(GenerateArgs),
+    /// The kernel ruleset the node agent would apply for these inputs, without applying
+    /// it (no privilege needed).
+    Compile(crate::agent::CompileArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -138,6 +141,7 @@ pub(crate) fn run(command: Command) -> Outcome {
         Command::Explain(args) => explain(args),
         Command::Lint(args) => lint(args),
         Command::Generate(args) => generate(args),
+        Command::Compile(args) => crate::agent::compile(args),
     }
 }
 

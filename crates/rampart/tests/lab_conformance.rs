@@ -1,0 +1,141 @@
+//! The kernel datapath agrees with upstream Kubernetes: every NetworkPolicy and
+//! AdminNetworkPolicy conformance case goes through `rampart lab probe` (network
+//! namespaces, nftables, real TCP/UDP/SCTP probes), and the observed matrix must equal
+//! the expected one on every judged pair of different pods. Needs root; under CI it
+//! fails when it cannot run.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde_json::Value;
+
+/// Every `step-*` directory of every case under `dir`.
+fn steps(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(cases) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for case in cases.flatten() {
+        let Ok(steps) = std::fs::read_dir(case.path()) else {
+            continue;
+        };
+        for step in steps.flatten() {
+            if step.path().join("expected.json").is_file() {
+                out.push(step.path());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Runs one step through the CLI; returns the mismatches in words.
+fn run_step(step: &Path) -> Vec<String> {
+    let expected: Value =
+        serde_json::from_str(&std::fs::read_to_string(step.join("expected.json")).unwrap())
+            .unwrap();
+    let probes = expected["probes"].as_array().unwrap();
+    let mut cmd = support::rampart();
+    cmd.args(["lab", "probe", "-o", "json", "--timeout-ms", "1000"])
+        .arg("-f")
+        .arg(step.join("cluster.yaml"))
+        .arg("-f")
+        .arg(step.join("policies.yaml"));
+    for p in probes {
+        cmd.arg("--port")
+            .arg(format!("{}/{}", p["port"], p["protocol"].as_str().unwrap()));
+    }
+    let out = cmd.output().unwrap();
+    let name = step.display();
+    if !out.status.success() {
+        return vec![format!(
+            "{name}: rampart lab probe failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )];
+    }
+    let observed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut problems = Vec::new();
+    for want in probes {
+        let got = observed["probes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["port"] == want["port"] && p["protocol"] == want["protocol"]);
+        let Some(got) = got else {
+            problems.push(format!(
+                "{name}: no observed matrix for {}/{}",
+                want["port"], want["protocol"]
+            ));
+            continue;
+        };
+        for (src, row) in want["allowed"].as_object().unwrap() {
+            for (dst, allowed) in row.as_object().unwrap() {
+                if src == dst {
+                    continue;
+                }
+                let seen = &got["allowed"][src][dst];
+                if seen != allowed {
+                    problems.push(format!(
+                        "{name}: {src} -> {dst} on {}/{}: expected {allowed}, observed {seen}",
+                        want["port"],
+                        want["protocol"].as_str().unwrap_or("?")
+                    ));
+                }
+            }
+        }
+    }
+    problems
+}
+
+#[test]
+fn lab_agrees_with_conformance_cases() {
+    if !support::privileged("lab_agrees_with_conformance_cases") {
+        return;
+    }
+    let dir = support::conformance_dir().expect("shared/conformance beside the repository");
+    let mut all = steps(&dir.join("netpol"));
+    let netpol = all.len();
+    all.extend(steps(&dir.join("anp")));
+    assert!(
+        netpol >= 40,
+        "expected the NetworkPolicy cases under {}",
+        dir.display()
+    );
+    assert!(
+        all.len() > netpol,
+        "expected the AdminNetworkPolicy cases under {}",
+        dir.display()
+    );
+
+    let next = Mutex::new(all.iter());
+    let problems = Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..3 {
+            s.spawn(|| {
+                loop {
+                    let Some(step) = next.lock().unwrap().next() else {
+                        break;
+                    };
+                    let found = run_step(step);
+                    problems.lock().unwrap().extend(found);
+                }
+            });
+        }
+    });
+    let problems = problems.into_inner().unwrap();
+    assert!(
+        problems.is_empty(),
+        "{} mismatches in {} steps:\n{}",
+        problems.len(),
+        all.len(),
+        problems.join("\n")
+    );
+}
