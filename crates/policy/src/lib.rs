@@ -17,8 +17,8 @@
 mod bitset;
 pub mod eval;
 pub mod index;
-pub mod lint;
 pub mod ir;
+pub mod lint;
 pub mod matrix;
 pub mod synth;
 
