@@ -5,6 +5,9 @@
 //! when a token names an unknown key id — at most once per `minRefreshInterval`, and
 //! one fetch at a time, so tokens with made-up key ids cannot make the gateway hammer
 //! the issuer. A failed fetch keeps the previous keys.
+//!
+//! Verified tokens are remembered for a few seconds ([`TokenCache`]), so a client's
+//! burst of requests costs one signature check.
 
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -53,6 +56,7 @@ struct IssuerKeys {
 /// Verifies tokens from the configured issuers.
 pub struct Authenticator {
     issuers: Vec<Arc<IssuerKeys>>,
+    cache: TokenCache,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -92,7 +96,10 @@ impl Authenticator {
                 client,
             }));
         }
-        Ok(Self { issuers: out })
+        Ok(Self {
+            issuers: out,
+            cache: TokenCache::default(),
+        })
     }
 
     /// Fetches every issuer's keys once and starts the periodic refreshes.
@@ -112,8 +119,13 @@ impl Authenticator {
         }
     }
 
-    /// Authenticates a bearer token.
+    /// Authenticates a bearer token: from the cache of verified tokens, or by verifying
+    /// it (refreshing the issuer's keys once if the key id is unknown).
     pub async fn authenticate(&self, token: &str) -> Result<Identity, AuthError> {
+        let now = unix_now();
+        if let Some(id) = self.cache.get(token, now) {
+            return Ok(id);
+        }
         let unverified = UnverifiedToken::parse(token)?;
         let iss = unverified.issuer().ok_or(AuthError::UnknownIssuer)?;
         let issuer = self
@@ -149,24 +161,6 @@ impl Authenticator {
             }
             other => Ok(other?),
         }
-    }
-
-    /// Verifies a token against the keys in the cache only (no fetch); for benchmarks.
-    pub fn authenticate_cached(&self, token: &str, now: u64) -> Result<Identity, AuthError> {
-        let unverified = UnverifiedToken::parse(token)?;
-        let iss = unverified.issuer().ok_or(AuthError::UnknownIssuer)?;
-        let issuer = self
-            .issuers
-            .iter()
-            .find(|i| i.config.policy.issuer == iss)
-            .ok_or(AuthError::UnknownIssuer)?;
-        let keys = issuer.current_keys().ok_or(AuthError::KeysUnavailable)?;
-        Ok(rampart_oidc::verify(
-            &unverified,
-            &issuer.config.policy,
-            &keys,
-            now,
-        )?)
     }
 
     /// Puts a key set in the cache of the issuer `iss` (tests and benchmarks).
@@ -271,5 +265,123 @@ impl IssuerKeys {
         .map_err(|_| format!("{url}: timed out"))?
         .map_err(|e| format!("{url}: {e}"))?;
         Ok(body.to_bytes())
+    }
+}
+
+/// How long a verified token is trusted without checking its signature again (the API
+/// server caches successful token authentications for 10 s too).
+pub const TOKEN_CACHE_TTL: u64 = 10;
+/// The most tokens remembered.
+pub const TOKEN_CACHE_ENTRIES: usize = 10_000;
+
+/// Verified tokens, keyed by the SHA-256 of the token, each trusted until the earliest
+/// of: its `exp` (plus leeway), its `auth_time` plus the MFA maximum age (plus leeway),
+/// and [`TOKEN_CACHE_TTL`] after verification. A removed or rotated key therefore stops
+/// being trusted within the TTL. Bounded: when full, expired entries go first, then all.
+#[derive(Debug, Default)]
+pub struct TokenCache {
+    entries: std::sync::Mutex<std::collections::HashMap<[u8; 32], (Identity, u64)>>,
+}
+
+impl TokenCache {
+    fn key(token: &str) -> [u8; 32] {
+        let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+        let mut k = [0u8; 32];
+        k.copy_from_slice(d.as_ref());
+        k
+    }
+
+    /// The identity of a token verified earlier and still trusted at `now`.
+    pub fn get(&self, token: &str, now: u64) -> Option<Identity> {
+        let key = Self::key(token);
+        let mut map = self.entries.lock().ok()?;
+        match map.get(&key) {
+            Some((id, until)) if now <= *until => Some(id.clone()),
+            Some(_) => {
+                map.remove(&key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Remembers a token verified at `now` under `policy`.
+    pub fn insert(
+        &self,
+        token: &str,
+        identity: &Identity,
+        policy: &rampart_oidc::IssuerPolicy,
+        now: u64,
+    ) {
+        let mut until = identity
+            .expires_at
+            .saturating_add(policy.leeway)
+            .min(now.saturating_add(TOKEN_CACHE_TTL));
+        if let (Some(max_age), Some(at)) = (policy.max_auth_age, identity.auth_time) {
+            until = until.min(at.saturating_add(max_age).saturating_add(policy.leeway));
+        }
+        let Ok(mut map) = self.entries.lock() else {
+            return;
+        };
+        if map.len() >= TOKEN_CACHE_ENTRIES {
+            map.retain(|_, (_, u)| now <= *u);
+            if map.len() >= TOKEN_CACHE_ENTRIES {
+                map.clear();
+            }
+        }
+        map.insert(Self::key(token), (identity.clone(), until));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rampart_oidc::{ClaimMappings, IssuerPolicy, MfaRule};
+
+    use super::*;
+
+    fn identity(exp: u64, auth_time: Option<u64>) -> Identity {
+        Identity {
+            issuer: "https://idp".into(),
+            username: "u".into(),
+            uid: None,
+            groups: vec![],
+            amr: vec!["mfa".into()],
+            auth_time,
+            expires_at: exp,
+        }
+    }
+
+    fn policy(max_auth_age: Option<u64>) -> IssuerPolicy {
+        IssuerPolicy {
+            issuer: "https://idp".into(),
+            audiences: vec!["kube".into()],
+            algorithms: vec![],
+            leeway: 5,
+            mfa: MfaRule::default(),
+            max_auth_age,
+            claims: ClaimMappings::default(),
+        }
+    }
+
+    #[test]
+    fn cached_tokens_expire() {
+        let c = TokenCache::default();
+        c.insert("t1", &identity(1000, None), &policy(None), 998);
+        assert!(c.get("t1", 1000).is_some());
+        assert!(c.get("t1", 1005).is_some(), "exp plus leeway");
+        assert!(c.get("t1", 1006).is_none());
+        assert!(c.get("t1", 998).is_none(), "removed once expired");
+        assert!(c.get("t2", 998).is_none());
+
+        c.insert("t3", &identity(5000, None), &policy(None), 1000);
+        assert!(c.get("t3", 1000 + TOKEN_CACHE_TTL).is_some());
+        assert!(
+            c.get("t3", 1001 + TOKEN_CACHE_TTL).is_none(),
+            "trusted for the TTL only"
+        );
+
+        c.insert("t4", &identity(5000, Some(900)), &policy(Some(100)), 1000);
+        assert!(c.get("t4", 1005).is_some());
+        assert!(c.get("t4", 1006).is_none(), "MFA maximum age still applies");
     }
 }
