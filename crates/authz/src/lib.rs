@@ -9,12 +9,15 @@
 //! - [`rbac`] decides a request for a user from Roles, ClusterRoles and their bindings;
 //! - [`load`] turns `rbac.authorization.k8s.io/v1` documents into an [`Rbac`], reporting
 //!   every invalid field at once and resolving aggregated ClusterRoles;
+//! - [`bootstrap`] holds the API server's bootstrap policy for authenticated users
+//!   (discovery, health and version, self-reviews);
 //! - [`impersonation_checks`] lists the authorization checks the API server makes before
 //!   it lets a user act as another (`kubectl --as`).
 //!
 //! What it does not do: no authentication, no I/O, no clock. RBAC never denies; the
 //! caller refuses whatever no rule allows.
 
+pub mod bootstrap;
 pub mod load;
 pub mod rbac;
 pub mod request;

@@ -61,6 +61,9 @@ pub struct GateConfig {
     pub issuers: Vec<Issuer>,
     /// RBAC manifests: files and directories.
     pub rbac_files: Vec<String>,
+    /// Whether the API server's bootstrap policy for authenticated users (discovery,
+    /// health and version, self-reviews) is added to the manifests.
+    pub rbac_bootstrap_policy: bool,
     /// The audit log: a file path, or `-` for standard output.
     pub audit_path: String,
     /// The `Impersonate-Extra-` key that carries the token's `amr`.
@@ -274,6 +277,8 @@ struct RawJwks {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct RawRbac {
     files: Vec<String>,
+    #[serde(default)]
+    bootstrap_policy: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -559,6 +564,7 @@ fn validate(raw: RawGateway, base: &Path, oe: &mut ObjectErrors<'_>) -> Option<G
         },
         issuers,
         rbac_files,
+        rbac_bootstrap_policy: raw.spec.rbac.bootstrap_policy.unwrap_or(true),
         audit_path,
         amr_extra_key,
         limits,

@@ -36,8 +36,8 @@ use std::sync::Arc;
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use rampart_authz::Rbac;
-use rampart_resources::{parse_sources, read_sources};
+use rampart_authz::{LoadedRbac, Rbac};
+use rampart_resources::{Source, parse_sources, read_sources};
 use rampart_tls::SniResolver;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -58,14 +58,37 @@ pub fn load_config(path: &str) -> Result<GateConfig, GateError> {
     Ok(config::from_documents(&docs, base)?)
 }
 
-/// Loads the RBAC manifests; warnings (bindings to missing roles) are logged.
-pub fn load_rbac(files: &[String]) -> Result<Rbac, GateError> {
+/// Loads the RBAC manifests, with the API server's bootstrap policy when `bootstrap`
+/// is set (an object of the same kind and name in the manifests replaces the bootstrap
+/// one, as a `kubectl get -o yaml` dump of a cluster has them).
+pub fn load_rbac(files: &[String], bootstrap: bool) -> Result<LoadedRbac, GateError> {
     let sources = read_sources(files)?;
-    let (docs, errors) = parse_sources(&sources);
+    let (mut docs, errors) = parse_sources(&sources);
     if !errors.is_empty() {
         return Err(errors.into());
     }
-    let loaded = rampart_authz::load(&docs).map_err(GateError::from)?;
+    if bootstrap {
+        let (boot, _) = rampart_resources::parse_source(&Source::from_text(
+            rampart_authz::bootstrap::BOOTSTRAP_SOURCE,
+            rampart_authz::bootstrap::BOOTSTRAP_POLICY,
+        ));
+        let defined: std::collections::HashSet<(String, Option<String>)> = docs
+            .iter()
+            .map(|d| (d.kind.clone(), d.name().map(str::to_owned)))
+            .collect();
+        let mut all: Vec<_> = boot
+            .into_iter()
+            .filter(|d| !defined.contains(&(d.kind.clone(), d.name().map(str::to_owned))))
+            .collect();
+        all.append(&mut docs);
+        docs = all;
+    }
+    Ok(rampart_authz::load(&docs)?)
+}
+
+/// [`load_rbac`], logging the warnings (bindings to missing roles) and counts.
+fn load_rbac_logged(files: &[String], bootstrap: bool) -> Result<Rbac, GateError> {
+    let loaded = load_rbac(files, bootstrap)?;
     for w in loaded.warnings.iter() {
         tracing::warn!("{w}");
     }
@@ -100,7 +123,7 @@ impl std::fmt::Debug for Gate {
 impl Gate {
     /// Validates everything and binds the listener. Nothing is served yet.
     pub async fn bind(config: GateConfig) -> Result<Self, GateError> {
-        let rbac = load_rbac(&config.rbac_files)?;
+        let rbac = load_rbac_logged(&config.rbac_files, config.rbac_bootstrap_policy)?;
         let resolver = SniResolver::new(tls::cert_store(
             &config.tls.cert_file,
             &config.tls.key_file,
@@ -202,7 +225,7 @@ fn spawn_reloader(proxy: Arc<Proxy>, resolver: Arc<SniResolver>, config: GateCon
     };
     tokio::spawn(async move {
         while hup.recv().await.is_some() {
-            match load_rbac(&config.rbac_files) {
+            match load_rbac_logged(&config.rbac_files, config.rbac_bootstrap_policy) {
                 Ok(rbac) => {
                     proxy.set_rbac(rbac);
                     tracing::info!("RBAC reloaded");

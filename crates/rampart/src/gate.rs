@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use rampart_authz::{RequestInfo, UserInfo};
-use rampart_resources::{Diagnostic, Diagnostics, parse_sources, read_sources};
+use rampart_resources::{Diagnostic, Diagnostics};
 
 use crate::exit::Outcome;
 
@@ -69,6 +69,10 @@ struct AuthorizeArgs {
     /// Non-resource URL path, e.g. /healthz.
     #[arg(long, requires = "verb", conflicts_with = "resource")]
     non_resource_path: Option<String>,
+    /// Add the API server's bootstrap policy for authenticated users (discovery,
+    /// health and version, self-reviews), as the gateway does by default.
+    #[arg(long)]
+    bootstrap_policy: bool,
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
     output: Output,
@@ -143,12 +147,8 @@ async fn shutdown_signal() {
 
 fn authorize(args: AuthorizeArgs) -> Outcome {
     let request = request_from_args(&args)?;
-    let sources = read_sources(&args.files)?;
-    let (docs, errors) = parse_sources(&sources);
-    if !errors.is_empty() {
-        return Err(errors.into());
-    }
-    let loaded = rampart_authz::load(&docs)?;
+    let loaded =
+        rampart_gate::load_rbac(&args.files, args.bootstrap_policy).map_err(invalid_or_failure)?;
     let mut stderr = std::io::stderr().lock();
     for w in loaded.warnings.iter() {
         writeln!(stderr, "{w}")?;

@@ -572,21 +572,7 @@ impl Kubectl {
 }
 
 const RBAC: &str = r#"
-# What every authenticated user may see: discovery, as the API server's bootstrap
-# system:discovery role grants it.
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRole
-metadata: {name: discovery}
-rules:
-- nonResourceURLs: [/api, /api/*, /apis, /apis/*, /version, /openapi, /openapi/*]
-  verbs: [get]
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata: {name: discovery}
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: discovery}
-subjects: [{kind: Group, apiGroup: rbac.authorization.k8s.io, name: "system:authenticated"}]
----
+# Discovery for every authenticated user comes from the bootstrap policy.
 apiVersion: rbac.authorization.k8s.io/v1
 kind: Role
 metadata: {name: developer, namespace: default}
