@@ -22,4 +22,6 @@
 pub mod listing;
 mod render;
 
-pub use render::{STAMP_CHAIN, delete_batch, replace_batch, text};
+pub use render::{
+    STAMP_CHAIN, delete_batch, replace_batch, restore_batch, stamp_digest, text, update_batch,
+};

@@ -290,11 +290,20 @@ fn match_json(m: &Match) -> Value {
             json!({"concat": [addr_expr(*side, *family), {"meta": {"key": "l4proto"}}, payload("th", "dport")]}),
             json!(format!("@{set}")),
         ),
-        Match::DstLocal => cmp(
-            "==",
+        Match::DstLocal { negate } => cmp(
+            eq_or_ne(*negate),
             json!({"fib": {"result": "type", "flags": ["daddr"]}}),
             json!("local"),
         ),
+        Match::SPort(ranges) => {
+            let items: Vec<Value> = ranges.iter().map(|(a, b)| ports_json(*a, *b)).collect();
+            let right = if items.len() == 1 {
+                items.into_iter().next().unwrap_or(Value::Null)
+            } else {
+                json!({"set": items})
+            };
+            cmp("==", payload("th", "sport"), right)
+        }
         Match::Limit { rate, burst } => {
             json!({"limit": {"rate": rate, "per": "second", "burst": burst}})
         }
@@ -453,7 +462,11 @@ fn match_text(m: &Match) -> String {
                 addr_text(*side, *family)
             )
         }
-        Match::DstLocal => "fib daddr type local".to_owned(),
+        Match::DstLocal { negate } => format!("fib daddr type {}local", neg(*negate)),
+        Match::SPort(ranges) => format!(
+            "th sport {}",
+            list_text(ranges.iter().map(|(a, b)| ports_text(*a, *b)).collect())
+        ),
         Match::Limit { rate, burst } => {
             format!("limit rate {rate}/second burst {burst} packets")
         }
@@ -573,4 +586,128 @@ pub fn text(table: &Table, stamp: &str) -> String {
     }
     out.push_str("}\n");
     out
+}
+
+/// The batch that puts back a table as the kernel listed it (`nft -j list table`), or
+/// removes it when `listing` is `None` (there was none). Used to undo a change.
+pub fn restore_batch(name: &str, listing: Option<&Value>) -> Value {
+    let Some(listing) = listing else {
+        return delete_batch(name);
+    };
+    let mut cmds = vec![
+        json!({"metainfo": {"json_schema_version": 1}}),
+        json!({"add": {"table": table_ref(name)}}),
+        json!({"delete": {"table": table_ref(name)}}),
+    ];
+    let rank = |item: &Value| -> u8 {
+        if item.get("table").is_some() {
+            0
+        } else if item.get("chain").is_some() {
+            1
+        } else if item.get("set").is_some() {
+            2
+        } else if item.get("map").is_some() {
+            3
+        } else {
+            4
+        }
+    };
+    let mut items: Vec<Value> = listing
+        .get("nftables")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter(|i| i.get("metainfo").is_none())
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
+    // Stable: rules keep their order within each chain.
+    items.sort_by_key(|i| rank(i));
+    for mut item in items {
+        if let Some(obj) = item.as_object_mut() {
+            for v in obj.values_mut() {
+                if let Some(o) = v.as_object_mut() {
+                    o.remove("handle");
+                }
+            }
+        }
+        cmds.push(json!({ "add": item }));
+    }
+    json!({ "nftables": cmds })
+}
+
+/// When `old` (a batch from [`replace_batch`]) and `new` differ only in set elements and
+/// the stamp, the batch that updates just those: every changed set is flushed and
+/// refilled, in one transaction. Rules are not touched (their kernel handles stay).
+pub fn update_batch(old: &Value, new_table: &Table, stamp: &str) -> Option<Value> {
+    let new = replace_batch(new_table, stamp);
+    let strip = |batch: &Value| -> Vec<Value> {
+        batch
+            .get("nftables")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(|cmd| {
+                let mut c = cmd.clone();
+                if let Some(set) = c.pointer_mut("/add/set").and_then(Value::as_object_mut) {
+                    set.remove("elem");
+                }
+                if c.pointer("/add/rule/chain").and_then(Value::as_str) == Some(STAMP_CHAIN)
+                    && let Some(rule) = c.pointer_mut("/add/rule").and_then(Value::as_object_mut)
+                {
+                    rule.remove("comment");
+                }
+                c
+            })
+            .collect()
+    };
+    if strip(old) != strip(&new) {
+        return None;
+    }
+    let sets = |batch: &Value| -> Vec<(String, Value)> {
+        batch
+            .get("nftables")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|cmd| cmd.pointer("/add/set"))
+            .map(|s| {
+                (
+                    s.get("name")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned(),
+                    s.get("elem").cloned().unwrap_or(Value::Null),
+                )
+            })
+            .collect()
+    };
+    let t = new_table.name.as_str();
+    let mut cmds = vec![json!({"metainfo": {"json_schema_version": 1}})];
+    for ((name, old_elems), (_, new_elems)) in sets(old).into_iter().zip(sets(&new)) {
+        if old_elems == new_elems {
+            continue;
+        }
+        cmds.push(json!({"flush": {"set": {"family": "inet", "table": t, "name": name}}}));
+        if let Value::Array(elems) = new_elems
+            && !elems.is_empty()
+        {
+            cmds.push(json!({"add": {"element": {"family": "inet", "table": t, "name": name, "elem": elems}}}));
+        }
+    }
+    cmds.push(json!({"flush": {"chain": {"family": "inet", "table": t, "name": STAMP_CHAIN}}}));
+    cmds.push(json!({"add": {"rule": {
+        "family": "inet", "table": t, "chain": STAMP_CHAIN,
+        "comment": clip(stamp),
+        "expr": [{"counter": null}],
+    }}}));
+    Some(json!({ "nftables": cmds }))
+}
+
+/// The digest in a stamp written by Rampart (`... digest=<hex> ...`).
+pub fn stamp_digest(stamp: &str) -> Option<&str> {
+    stamp
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("digest="))
 }

@@ -40,6 +40,9 @@ enum Command {
     /// as the node agent does, probed with real connections (root).
     #[command(subcommand)]
     Lab(lab::Command),
+    /// The node agent: enforces security groups, the host firewall and NetworkPolicies
+    /// with nftables (root). `status`, `diff`, `apply [--try SECONDS]`, `confirm`.
+    Agent(agent::AgentArgs),
 }
 
 fn main() -> ExitCode {
@@ -51,6 +54,7 @@ fn main() -> ExitCode {
         Command::Up(args) => edge::run_up(args),
         Command::Gate(args) => gate::run(args),
         Command::Lab(command) => lab::run(command),
+        Command::Agent(args) => agent::run(args),
     };
     exit::report(result)
 }

@@ -54,6 +54,8 @@ pub struct Packet {
     pub dst: IpAddr,
     /// Transport protocol number.
     pub proto: u8,
+    /// Source port (for protocols with ports).
+    pub sport: u16,
     /// Destination port (for protocols with ports).
     pub dport: u16,
     /// ICMP type and code (for ICMP and ICMPv6).
@@ -75,6 +77,7 @@ impl Packet {
             src,
             dst,
             proto,
+            sport: 40000,
             dport,
             icmp: None,
             ct: CtState::New,
@@ -287,7 +290,11 @@ impl Table {
                     _ => false,
                 })
             }
-            Match::DstLocal => p.dst_local,
+            Match::DstLocal { negate } => p.dst_local != *negate,
+            Match::SPort(ranges) => {
+                crate::table::proto::has_ports(p.proto)
+                    && ranges.iter().any(|(a, b)| *a <= p.sport && p.sport <= *b)
+            }
             // The evaluator models one packet: a rate limit is never exceeded.
             Match::Limit { .. } => true,
         }

@@ -172,6 +172,8 @@ pub enum Match {
     },
     /// Destination port in one of these inclusive ranges (TCP, UDP, SCTP, ...).
     DPort(Vec<(u16, u16)>),
+    /// Source port in one of these inclusive ranges.
+    SPort(Vec<(u16, u16)>),
     /// ICMP (v4 or v6) type one of these, and code if given.
     Icmp {
         /// ICMPv6 rather than ICMP.
@@ -190,8 +192,12 @@ pub enum Match {
         /// The set (of key [`SetKey::Flow`]).
         set: String,
     },
-    /// The destination address is one of this host's own (routing lookup).
-    DstLocal,
+    /// The destination address is (or, negated, is not) one of this host's own
+    /// (routing lookup).
+    DstLocal {
+        /// True for "not local".
+        negate: bool,
+    },
     /// Rate limit: matches while under `rate` packets per second (burst `burst`).
     Limit {
         /// Packets per second.
