@@ -149,7 +149,10 @@ pub fn is_kind(doc: &Document) -> bool {
 /// A group or address group reference before it is resolved.
 #[derive(Debug, Clone)]
 struct Pending<T> {
-    value: T,
+    value: Option<T>,
+    /// Name and Neutron ID, known even when the object has errors.
+    name: Option<String>,
+    id: Option<String>,
     doc: Document,
     refs: Vec<(FieldPath, String, RefKind)>,
 }
@@ -393,7 +396,7 @@ fn default_egress() -> Vec<SgRule> {
         .collect()
 }
 
-fn decode_group(doc: &Document) -> Result<Pending<SecurityGroup>, Diagnostics> {
+fn decode_group(doc: &Document) -> (Pending<SecurityGroup>, Diagnostics) {
     let mut errors = ObjectErrors::new(Some(&doc.location), doc.object_ref());
     let mut refs = Vec::new();
     let openstack = doc.api_version == crate::load::OPENSTACK;
@@ -453,19 +456,22 @@ fn decode_group(doc: &Document) -> Result<Pending<SecurityGroup>, Diagnostics> {
         );
     }
     let errors = errors.finish();
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    Ok(Pending {
-        value: SecurityGroup {
-            name: name.unwrap_or_default(),
+    let value = errors.is_empty().then(|| SecurityGroup {
+        name: name.clone().unwrap_or_default(),
+        id: id.clone(),
+        stateful,
+        rules,
+    });
+    (
+        Pending {
+            value,
+            name,
             id,
-            stateful,
-            rules,
+            doc: doc.clone(),
+            refs,
         },
-        doc: doc.clone(),
-        refs,
-    })
+        errors,
+    )
 }
 
 fn parse_addr_or_prefix(text: &str) -> Result<Cidr, String> {
@@ -477,7 +483,7 @@ fn parse_addr_or_prefix(text: &str) -> Result<Cidr, String> {
         .map_err(|_| format!("{text:?} is not an IP address"))
 }
 
-fn decode_port(doc: &Document) -> Result<Pending<Port>, Diagnostics> {
+fn decode_port(doc: &Document) -> (Pending<Port>, Diagnostics) {
     let mut errors = ObjectErrors::new(Some(&doc.location), doc.object_ref());
     let mut refs = Vec::new();
     let openstack = doc.api_version == crate::load::OPENSTACK;
@@ -581,14 +587,16 @@ fn decode_port(doc: &Document) -> Result<Pending<Port>, Diagnostics> {
         );
     }
     let errors = errors.finish();
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    Ok(Pending {
-        value: port,
-        doc: doc.clone(),
-        refs,
-    })
+    (
+        Pending {
+            value: errors.is_empty().then_some(port),
+            name: None,
+            id: None,
+            doc: doc.clone(),
+            refs,
+        },
+        errors,
+    )
 }
 
 fn decode_address_group(doc: &Document) -> Result<AddressGroup, Diagnostics> {
@@ -641,14 +649,16 @@ pub fn decode(docs: &[&Document]) -> Result<SecurityGroups, Diagnostics> {
     for doc in docs {
         let kind = doc.kind.as_str();
         match kind {
-            "SecurityGroup" => match decode_group(doc) {
-                Ok(g) => groups.push(g),
-                Err(e) => errors.extend(e),
-            },
-            "Port" => match decode_port(doc) {
-                Ok(p) => ports.push(p),
-                Err(e) => errors.extend(e),
-            },
+            "SecurityGroup" => {
+                let (g, e) = decode_group(doc);
+                errors.extend(e);
+                groups.push(g);
+            }
+            "Port" => {
+                let (p, e) = decode_port(doc);
+                errors.extend(e);
+                ports.push(p);
+            }
             "AddressGroup" => match decode_address_group(doc) {
                 Ok(a) => agroups.push(a),
                 Err(e) => errors.extend(e),
@@ -659,19 +669,20 @@ pub fn decode(docs: &[&Document]) -> Result<SecurityGroups, Diagnostics> {
     // Names must be unique; references resolve by name or by Neutron ID.
     let mut names: BTreeMap<String, usize> = BTreeMap::new();
     for (i, g) in groups.iter().enumerate() {
-        if names.insert(g.value.name.clone(), i).is_some() {
+        let Some(name) = &g.name else { continue };
+        if names.insert(name.clone(), i).is_some() {
             errors.push(g.doc.error(
                 &FieldPath::root().field("metadata").field("name"),
-                format!("security group {:?} is defined twice", g.value.name),
+                format!("security group {name:?} is defined twice"),
             ));
         }
     }
     let group_name = |r: &str| -> Option<String> {
         groups
             .iter()
-            .find(|g| g.value.id.as_deref() == Some(r))
-            .or_else(|| groups.iter().find(|g| g.value.name == r))
-            .map(|g| g.value.name.clone())
+            .find(|g| g.id.as_deref() == Some(r))
+            .or_else(|| groups.iter().find(|g| g.name.as_deref() == Some(r)))
+            .and_then(|g| g.name.clone())
     };
     let agroup_name = |r: &str| -> Option<String> {
         agroups
@@ -712,7 +723,9 @@ pub fn decode(docs: &[&Document]) -> Result<SecurityGroups, Diagnostics> {
     let mut out = SecurityGroups::default();
     for g in &groups {
         let map = resolve(&g.refs, &g.doc, &mut errors);
-        let mut group = g.value.clone();
+        let Some(mut group) = g.value.clone() else {
+            continue;
+        };
         for rule in &mut group.rules {
             match &mut rule.remote {
                 Remote::Group(r) | Remote::AddressGroup(r) => {
@@ -727,7 +740,9 @@ pub fn decode(docs: &[&Document]) -> Result<SecurityGroups, Diagnostics> {
     }
     for p in &ports {
         let map = resolve(&p.refs, &p.doc, &mut errors);
-        let mut port = p.value.clone();
+        let Some(mut port) = p.value.clone() else {
+            continue;
+        };
         for g in &mut port.groups {
             if let Some(n) = map.get(g) {
                 *g = n.clone();

@@ -4,7 +4,8 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use rampart_resources::{Diagnostics, decode_cluster, parse_sources, read_sources};
+use rampart_firewall::{sg, talos};
+use rampart_resources::{Diagnostics, Document, decode_cluster, read_sources};
 
 use crate::exit::Outcome;
 
@@ -17,13 +18,23 @@ pub(crate) struct Args {
 
 pub(crate) fn run(args: Args) -> Outcome {
     let sources = read_sources(&args.files)?;
-    let (docs, mut errors) = parse_sources(&sources);
+    // OpenStack's `show -f json` output is read as security groups and ports.
+    let (docs, mut errors) = rampart_firewall::load::parse(&sources);
     let mut edge_gateways = 0;
     for doc in docs.iter().filter(|d| d.kind == rampart_edge::config::KIND) {
         match rampart_edge::config::decode(doc) {
             Ok(_) => edge_gateways += 1,
             Err(e) => errors.extend(e),
         }
+    }
+    let sg_docs: Vec<&Document> = docs.iter().filter(|d| sg::is_kind(d)).collect();
+    let host_docs: Vec<&Document> = docs.iter().filter(|d| talos::is_kind(d)).collect();
+    let firewall = sg_docs.len() + host_docs.len();
+    if let Err(e) = sg::decode(&sg_docs) {
+        errors.extend(e);
+    }
+    if let Err(e) = talos::decode(&host_docs) {
+        errors.extend(e);
     }
     let cluster = decode_cluster(&docs);
     let input = match cluster {
@@ -46,10 +57,11 @@ pub(crate) fn run(args: Args) -> Outcome {
             .skipped
             .iter()
             .filter(|s| s.kind != rampart_edge::config::KIND)
-            .count();
+            .count()
+            .saturating_sub(firewall);
         writeln!(
             out,
-            "ok: {} documents in {} sources: {} namespaces, {} pods, {} nodes, {} NetworkPolicies, {} AdminNetworkPolicies, {} BaselineAdminNetworkPolicies, {edge_gateways} EdgeGateways, {others} of other kinds",
+            "ok: {} documents in {} sources: {} namespaces, {} pods, {} nodes, {} NetworkPolicies, {} AdminNetworkPolicies, {} BaselineAdminNetworkPolicies, {edge_gateways} EdgeGateways, {firewall} security-group and host-firewall documents, {others} of other kinds",
             docs.len(),
             sources.len(),
             input.cluster.namespaces.len(),

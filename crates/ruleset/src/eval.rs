@@ -267,9 +267,10 @@ impl Table {
                     crate::table::proto::ICMP
                 };
                 p.proto == want
-                    && p.icmp.is_some_and(|(t, c)| {
-                        (types.is_empty() || types.contains(&t)) && code.is_none_or(|x| x == c)
-                    })
+                    && ((types.is_empty() && code.is_none())
+                        || p.icmp.is_some_and(|(t, c)| {
+                            (types.is_empty() || types.contains(&t)) && code.is_none_or(|x| x == c)
+                        }))
             }
             Match::Flow { side, family, set } => {
                 if p.family() != *family {
