@@ -3,7 +3,8 @@
 
 #![allow(
     clippy::unwrap_used,
-    reason = "test code: a failed unwrap is a failed test"
+    clippy::too_many_arguments,
+    reason = "test code: a failed unwrap is a failed test; packet helpers spell out a packet"
 )]
 
 use std::net::IpAddr;
