@@ -164,20 +164,39 @@ impl Lab {
         parallel: usize,
     ) -> Result<Observed, LabError> {
         let eps = &self.topology.endpoints;
+        // Destinations at their primary address (as the analyser does); sources from
+        // their first address of the same family, as the kernel would choose.
         let mut tasks = Vec::new();
+        let mut index = Vec::new();
         for probe in probes {
             for src in eps {
                 for dst in eps {
-                    tasks.push(probe::Task {
-                        netns: src.netns.clone(),
-                        src: src.ips[0],
-                        dst: dst.ips[0],
-                        probe: *probe,
-                    });
+                    let family = dst.ips[0].is_ipv4();
+                    match src.ips.iter().find(|ip| ip.is_ipv4() == family) {
+                        Some(ip) => {
+                            index.push(Some(tasks.len()));
+                            tasks.push(probe::Task {
+                                netns: src.netns.clone(),
+                                src: *ip,
+                                dst: dst.ips[0],
+                                probe: *probe,
+                            });
+                        }
+                        None => index.push(None),
+                    }
                 }
             }
         }
-        let outcomes = probe::run(&tasks, timeout, parallel)?;
+        let run = probe::run(&tasks, timeout, parallel)?;
+        let outcomes: Vec<Outcome> = index
+            .into_iter()
+            .map(|i| match i {
+                Some(i) => run[i].clone(),
+                None => Outcome::Error(
+                    "the source has no address of the destination's family".to_owned(),
+                ),
+            })
+            .collect();
         let n = eps.len();
         let mut allowed = Vec::new();
         let mut anomalies = Vec::new();

@@ -21,7 +21,8 @@ pub enum Outcome {
     /// The connection was made (TCP), the echo came back (UDP), the INIT was answered
     /// (SCTP).
     Connected,
-    /// Nothing came back in time: the traffic was dropped.
+    /// Nothing came back in time: the traffic was dropped (or the sender's own output
+    /// rules refused to send it, which a host-network source sees at once).
     Timeout,
     /// The destination refused (TCP reset or ICMP unreachable): it was reached, but
     /// nothing listens. The lab always listens, so this is an anomaly.
@@ -84,8 +85,11 @@ fn udp(src: IpAddr, dst: SocketAddr, timeout: Duration, nonce: u32) -> Outcome {
     let mut buf = [0u8; 256];
     // Up to three sends within the timeout; any echo counts.
     for attempt in 0..3u32 {
-        if socket.send_to(payload.as_bytes(), dst).is_err() {
-            return Outcome::Refused;
+        match socket.send_to(payload.as_bytes(), dst) {
+            Ok(_) => {}
+            // The sender's own output rules dropped it (host-network sources).
+            Err(e) if e.raw_os_error() == Some(nix::libc::EPERM) => return Outcome::Timeout,
+            Err(_) => return Outcome::Refused,
         }
         let until = (Instant::now() + timeout / 3).min(deadline);
         loop {
@@ -122,8 +126,10 @@ fn sctp_probe(src: IpAddr, dst: SocketAddr, timeout: Duration, tag: u32, sport: 
     let deadline = Instant::now() + timeout;
     let mut buf = vec![0u8; 65536];
     for _ in 0..3 {
-        if let Err(e) = socket.send_to(&init, &to) {
-            return Outcome::Error(format!("send INIT to {dst}: {e}"));
+        match socket.send_to(&init, &to) {
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(nix::libc::EPERM) => return Outcome::Timeout,
+            Err(e) => return Outcome::Error(format!("send INIT to {dst}: {e}")),
         }
         let until = (Instant::now() + timeout / 3).min(deadline);
         loop {

@@ -180,7 +180,7 @@ impl Topology {
                 lines.push("route add default dev eth0".to_owned());
             }
             if e.ips.iter().any(IpAddr::is_ipv6) {
-                lines.push("-6 route add default dev eth0".to_owned());
+                lines.push("route add ::/0 dev eth0".to_owned());
             }
             ip_batch(Some(&e.netns), &lines)?;
         }

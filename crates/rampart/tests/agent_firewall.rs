@@ -402,3 +402,91 @@ fn host_firewall_modes_and_try_revert() {
         "the confirmed try was reverted"
     );
 }
+
+/// Polls `status` until `pred` holds (at most 15 s).
+fn wait_status(
+    config: &Path,
+    what: &str,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let start = std::time::Instant::now();
+    loop {
+        let v: serde_json::Value =
+            serde_json::from_str(&agent(config, &["status", "-o", "json"])).unwrap();
+        if pred(&v) {
+            return v;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "timed out waiting for {what}: {v:#}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn daemon_reconciles_keeps_rules_on_bad_input_and_on_crash() {
+    if !support::privileged("daemon_reconciles_keeps_rules_on_bad_input_and_on_crash") {
+        return;
+    }
+    let probes: Vec<Probe> = vec!["80/TCP".parse().unwrap()];
+    let w = world("dm", 71, &["vm", "b", "c"], &probes);
+    w.write("groups.yaml", &groups(false));
+    w.write("b.yaml", &client_port("b", "10.71.0.2", true));
+    w.write("c.yaml", &client_port("c", "10.71.0.3", false));
+    let config = w.config("vm", "flush");
+    let text = std::fs::read_to_string(&config).unwrap() + "  pollIntervalSeconds: 1\n";
+    std::fs::write(&config, text).unwrap();
+    let mut daemon = support::rampart()
+        .arg("agent")
+        .arg("--config")
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let in_sync = |v: &serde_json::Value| v["layers"][0]["state"] == "in sync";
+    wait_status(&config, "the first reconcile", in_sync);
+    assert_eq!(
+        w.probe(&[("b", "vm", "80/TCP"), ("c", "vm", "80/TCP")]),
+        vec![true, false]
+    );
+
+    // A change of inputs is picked up.
+    let before = agent(&config, &["status", "-o", "json"]);
+    let before: serde_json::Value = serde_json::from_str(&before).unwrap();
+    w.write("c.yaml", &client_port("c", "10.71.0.3", true));
+    wait_status(&config, "the change", |v| {
+        in_sync(v) && v["generation"] != before["generation"]
+    });
+    assert_eq!(w.probe(&[("c", "vm", "80/TCP")]), vec![true]);
+
+    // Invalid inputs never replace the rules in force.
+    w.write("c.yaml", "apiVersion: rampart.dev/v1alpha1\nkind: Port\nmetadata: {name: c}\nspec: {securityGroups: [nowhere]}\n");
+    let v = wait_status(&config, "the error", |v| {
+        v["inputs"]["valid"] == false && v["lastError"].is_string()
+    });
+    assert!(
+        v["inputs"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("no security group \"nowhere\""),
+        "{v:#}"
+    );
+    assert_eq!(
+        w.probe(&[("b", "vm", "80/TCP"), ("c", "vm", "80/TCP")]),
+        vec![true, true]
+    );
+
+    // The agent dies: its rules stay (fail closed).
+    daemon.kill().unwrap();
+    let _ = daemon.wait();
+    w.write("c.yaml", &client_port("c", "10.71.0.3", false));
+    assert_eq!(
+        w.probe(&[("b", "vm", "80/TCP"), ("c", "vm", "80/TCP")]),
+        vec![true, true]
+    );
+    let v = wait_status(&config, "the status after the crash", |_| true);
+    assert_eq!(v["layers"][0]["present"], true);
+    assert_eq!(v["layers"][0]["state"], "differs", "{v:#}");
+}

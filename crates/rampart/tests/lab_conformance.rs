@@ -139,3 +139,50 @@ fn lab_agrees_with_conformance_cases() {
         problems.join("\n")
     );
 }
+
+/// Dual-stack pods, a host-network pod, every protocol and tier: `rampart lab probe -o
+/// json` prints exactly what `rampart policy matrix -o json` prints, byte for byte
+/// (the diagonal included: a pod's traffic to itself never leaves its namespace).
+#[test]
+fn lab_prints_the_analysers_json_byte_for_byte() {
+    if !support::privileged("lab_prints_the_analysers_json_byte_for_byte") {
+        return;
+    }
+    let file =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/lab-dual-stack.yaml");
+    let ports = ["80/TCP", "81/TCP", "53/UDP", "7/SCTP"];
+    let run = |cmd: &[&str]| {
+        let mut c = support::rampart();
+        c.args(cmd).arg("-f").arg(&file).args(["-o", "json"]);
+        for p in ports {
+            c.args(["--port", p]);
+        }
+        let out = c.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{cmd:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let analysed = run(&["policy", "matrix"]);
+    let observed = run(&["lab", "probe", "--timeout-ms", "800"]);
+    assert_eq!(observed, analysed);
+    // Not a trivial matrix: some pairs are denied, some allowed, in each protocol.
+    let v: Value = serde_json::from_str(&observed).unwrap();
+    for p in v["probes"].as_array().unwrap() {
+        let cells: Vec<bool> = p["allowed"]
+            .as_object()
+            .unwrap()
+            .values()
+            .flat_map(|row| {
+                row.as_object()
+                    .unwrap()
+                    .values()
+                    .map(|b| b.as_bool().unwrap())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert!(cells.contains(&true) && cells.contains(&false), "{p}");
+    }
+}
