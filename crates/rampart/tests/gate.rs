@@ -237,6 +237,28 @@ fn channel_body() -> (tokio::sync::mpsc::Sender<Bytes>, Body) {
     (tx, ChannelBody(rx).boxed())
 }
 
+/// An unmasked server WebSocket frame.
+fn ws_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mut f = vec![opcode];
+    if payload.len() < 126 {
+        f.push(payload.len() as u8);
+    } else {
+        f.push(126);
+        f.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+    }
+    f.extend_from_slice(payload);
+    f
+}
+
+/// `Sec-WebSocket-Accept` for a key (RFC 6455).
+fn ws_accept(key: &str) -> String {
+    let digest = aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY,
+        format!("{key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11").as_bytes(),
+    );
+    base64::engine::general_purpose::STANDARD.encode(digest.as_ref())
+}
+
 async fn upstream_handle(
     up: Arc<Upstream>,
     mut req: Request<Incoming>,
@@ -259,22 +281,65 @@ async fn upstream_handle(
     let res = match (req.method().as_str(), path.as_str()) {
         (_, p) if p.ends_with("/exec") && req.headers().contains_key("upgrade") => {
             let proto = req.headers()["upgrade"].clone();
+            let ws_key = req
+                .headers()
+                .get("sec-websocket-key")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let kube_ws = ws_key.is_some()
+                && !req.headers().contains_key("x-test-echo")
+                && req
+                    .headers()
+                    .get("sec-websocket-protocol")
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|v| v.contains("v5.channel.k8s.io"));
+            // The command's arguments after the first, as `echo` would print them.
+            let echo: Vec<String> = query
+                .split('&')
+                .filter_map(|kv| kv.strip_prefix("command="))
+                .skip(1)
+                .map(str::to_owned)
+                .collect();
             let on = hyper::upgrade::on(&mut req);
             tokio::spawn(async move {
-                if let Ok(io) = on.await {
-                    let mut io = TokioIo::new(io);
+                let Ok(io) = on.await else {
+                    return;
+                };
+                let mut io = TokioIo::new(io);
+                if kube_ws {
+                    // The Kubernetes WebSocket remote-command protocol (v5): binary
+                    // frames whose first byte is the stream (1 stdout, 3 status).
+                    let line = format!("{}\n", echo.join(" "));
+                    let _ = io
+                        .write_all(&ws_frame(0x82, &[&[1u8][..], line.as_bytes()].concat()))
+                        .await;
+                    let status = br#"{"metadata":{},"status":"Success"}"#;
+                    let _ = io
+                        .write_all(&ws_frame(0x82, &[&[3u8][..], &status[..]].concat()))
+                        .await;
+                    let _ = io.write_all(&ws_frame(0x88, &[0x03, 0xe8])).await;
                     let mut buf = [0u8; 1024];
-                    while let Ok(n) = io.read(&mut buf).await {
-                        if n == 0 || io.write_all(&buf[..n]).await.is_err() {
-                            break;
-                        }
+                    let _ = tokio::time::timeout(Duration::from_secs(2), io.read(&mut buf)).await;
+                    return;
+                }
+                let mut buf = [0u8; 1024];
+                while let Ok(n) = io.read(&mut buf).await {
+                    if n == 0 || io.write_all(&buf[..n]).await.is_err() {
+                        break;
                     }
                 }
             });
-            return Ok(Response::builder()
+            let mut res = Response::builder()
                 .status(StatusCode::SWITCHING_PROTOCOLS)
                 .header("connection", "Upgrade")
-                .header("upgrade", proto)
+                .header("upgrade", proto);
+            if let Some(key) = ws_key {
+                res = res.header("sec-websocket-accept", ws_accept(&key));
+                if kube_ws {
+                    res = res.header("sec-websocket-protocol", "v5.channel.k8s.io");
+                }
+            }
+            return Ok(res
                 .body(
                     Full::new(Bytes::new())
                         .map_err(|never| match never {})
@@ -413,10 +478,11 @@ fn start_idp(s: &Scratch, pki: &Pki, port: u16, keys: &str) -> Idp {
         .env("TLS_KEY", &pki.server_key)
         .env("KEYS_FILE", s.path(keys))
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(s.path(&format!("idp-{port}.log"))).unwrap())
         .spawn()
         .expect("node runs");
     let stdout = child.stdout.take().unwrap();
+    let child = Proc(child);
     let fetches = Arc::new(Mutex::new(0));
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let counter = Arc::clone(&fetches);
@@ -431,12 +497,15 @@ fn start_idp(s: &Scratch, pki: &Pki, port: u16, keys: &str) -> Idp {
             }
         }
     });
-    ready_rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("the OpenID Provider starts");
+    if ready_rx.recv_timeout(Duration::from_secs(30)).is_err() {
+        panic!(
+            "the OpenID Provider did not start:\n{}",
+            std::fs::read_to_string(s.path(&format!("idp-{port}.log"))).unwrap_or_default()
+        );
+    }
     Idp {
         issuer,
-        proc: Proc(child),
+        proc: child,
         jwks_fetches: fetches,
     }
 }
@@ -761,6 +830,16 @@ current-context: gate
     assert!(ok, "{err}");
     assert_eq!(out, "log line 1\nlog line 2\nlog line 3\n");
 
+    // kubectl exec over WebSocket (the v5 remote-command protocol) through the gateway.
+    let (ok, out, err) = kubectl.run(&["exec", "web-1", "--", "echo", "hello", "from", "web-1"]);
+    assert!(ok, "kubectl exec failed: {err}");
+    assert_eq!(out, "hello from web-1\n");
+    let seen = up
+        .last_to("/api/v1/namespaces/default/pods/web-1/exec")
+        .unwrap();
+    assert_eq!(seen.all("upgrade"), ["websocket"]);
+    assert_eq!(seen.all("impersonate-user"), ["zitadel:alice"]);
+
     // No MFA: kubectl shows why.
     let pwd_only = id_token(&pki, &idp.issuer, "kube", "alice", "pwd");
     let (ok, _, err) = kubectl.run(&["--token", &pwd_only, "get", "pods"]);
@@ -986,6 +1065,7 @@ current-context: gate
                 ("sec-websocket-version", "13"),
                 ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
                 ("sec-websocket-protocol", "v5.channel.k8s.io"),
+                ("x-test-echo", "1"),
             ],
         ),
     ] {
