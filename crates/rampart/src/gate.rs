@@ -27,7 +27,8 @@ enum GateCommand {
     /// Give the request as an HTTP method and path (`--method GET --path
     /// /api/v1/namespaces/x/pods`), as attributes (`--verb list --resource pods
     /// --namespace x`), or as a non-resource URL (`--verb get --non-resource-path
-    /// /healthz`). Exits 0 when allowed, 1 when not.
+    /// /healthz`). Exits 0 with the answer, allowed or not; with --fail-on-deny, exits 1
+    /// when not allowed (like `kubectl auth can-i`).
     Authorize(Box<AuthorizeArgs>),
 }
 
@@ -73,6 +74,9 @@ struct AuthorizeArgs {
     /// health and version, self-reviews), as the gateway does by default.
     #[arg(long)]
     bootstrap_policy: bool,
+    /// Exit with status 1 when the request is not allowed.
+    #[arg(long)]
+    fail_on_deny: bool,
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
     output: Output,
@@ -190,7 +194,7 @@ fn authorize(args: AuthorizeArgs) -> Outcome {
             )?;
         }
     }
-    Ok(if allowed {
+    Ok(if allowed || !args.fail_on_deny {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
@@ -211,8 +215,9 @@ fn request_from_args(args: &AuthorizeArgs) -> Result<RequestInfo, Diagnostics> {
         if !path.starts_with('/') {
             return Err(invalid("--path must start with '/'"));
         }
-        return RequestInfo::parse(&method.to_ascii_uppercase(), path)
-            .map_err(|e| invalid(&format!("--path: {e}")));
+        // The method is taken as given: HTTP methods are case-sensitive, and the API
+        // server reads `get` as an unknown method (verb "").
+        return RequestInfo::parse(method, path).map_err(|e| invalid(&format!("--path: {e}")));
     }
     let Some(verb) = &args.verb else {
         return Err(invalid(
