@@ -9,8 +9,8 @@
 //!    API server checks them; the request is then decided as the impersonated user;
 //! 4. RBAC decides; anything not allowed gets 403 with the API server's `Status`;
 //! 5. the decision is written to the audit log;
-//! 6. the request goes to the API server with every client `Authorization` and
-//!    `Impersonate-*` header removed, the gateway's own credential, and impersonation
+//! 6. the request goes to the API server with every client `Authorization`,
+//!    `Impersonate-*` and `X-Remote-*` header removed, the gateway's own credential, and impersonation
 //!    headers for the authenticated user (`Impersonate-User`, `-Group`, `-Uid`, and
 //!    `-Extra-<key>` with the token's `amr`). Bodies stream both ways (watches,
 //!    `logs -f`), and `101 Switching Protocols` upgrades (SPDY and WebSocket for exec,
@@ -340,9 +340,14 @@ impl Proxy {
         strip_hop_by_hop(h, upgrade);
         h.remove(header::AUTHORIZATION);
         h.remove(header::HOST);
+        // Identity headers a client must never set: impersonation, and the API server's
+        // front-proxy (request-header) authentication, which it would trust if the
+        // gateway's certificate were also a front-proxy client certificate.
         let impersonate: Vec<HeaderName> = h
             .keys()
-            .filter(|k| k.as_str().starts_with(IMPERSONATE_PREFIX))
+            .filter(|k| {
+                k.as_str().starts_with(IMPERSONATE_PREFIX) || k.as_str().starts_with("x-remote-")
+            })
             .cloned()
             .collect();
         for k in impersonate {
@@ -387,11 +392,9 @@ impl Proxy {
                 }
             }
         }
-        let forwarded = match h.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-            Some(prev) => format!("{prev}, {}", peer.ip()),
-            None => peer.ip().to_string(),
-        };
-        h.insert("x-forwarded-for", value(&forwarded)?);
+        // The client's own X-Forwarded-For is not trusted: the API server's audit log
+        // gets the address the gateway saw.
+        h.insert("x-forwarded-for", value(&peer.ip().to_string())?);
         Ok(Request::from_parts(parts, body))
     }
 

@@ -27,6 +27,28 @@ pub(crate) fn run(args: Args) -> Outcome {
             Err(e) => errors.extend(e),
         }
     }
+    let mut access_gateways = 0;
+    for doc in docs.iter().filter(|d| d.kind == rampart_gate::config::KIND) {
+        let base = std::path::Path::new(&*doc.location.source)
+            .parent()
+            .unwrap_or(std::path::Path::new("."));
+        match rampart_gate::config::from_documents(std::slice::from_ref(doc), base) {
+            Ok(_) => access_gateways += 1,
+            Err(e) => errors.extend(e),
+        }
+    }
+    let rbac_objects = match rampart_authz::load(&docs) {
+        Ok(loaded) => {
+            for w in loaded.warnings.iter() {
+                writeln!(std::io::stderr(), "{w}")?;
+            }
+            loaded.counts.iter().sum::<usize>()
+        }
+        Err(e) => {
+            errors.extend(e);
+            0
+        }
+    };
     let sg_docs: Vec<&Document> = docs.iter().filter(|d| sg::is_kind(d)).collect();
     let host_docs: Vec<&Document> = docs.iter().filter(|d| talos::is_kind(d)).collect();
     let firewall = sg_docs.len() + host_docs.len();
@@ -56,12 +78,14 @@ pub(crate) fn run(args: Args) -> Outcome {
         let others = input
             .skipped
             .iter()
-            .filter(|s| s.kind != rampart_edge::config::KIND)
+            .filter(|s| {
+                s.kind != rampart_edge::config::KIND && s.kind != rampart_gate::config::KIND
+            })
             .count()
-            .saturating_sub(firewall);
+            .saturating_sub(firewall + rbac_objects);
         writeln!(
             out,
-            "ok: {} documents in {} sources: {} namespaces, {} pods, {} nodes, {} NetworkPolicies, {} AdminNetworkPolicies, {} BaselineAdminNetworkPolicies, {edge_gateways} EdgeGateways, {firewall} security-group and host-firewall documents, {others} of other kinds",
+            "ok: {} documents in {} sources: {} namespaces, {} pods, {} nodes, {} NetworkPolicies, {} AdminNetworkPolicies, {} BaselineAdminNetworkPolicies, {edge_gateways} EdgeGateways, {access_gateways} AccessGateways, {rbac_objects} RBAC objects, {firewall} security-group and host-firewall documents, {others} of other kinds",
             docs.len(),
             sources.len(),
             input.cluster.namespaces.len(),

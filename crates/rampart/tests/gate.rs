@@ -902,6 +902,26 @@ current-context: gate
     .await;
     assert_eq!(a.status, StatusCode::FORBIDDEN, "{}", a.body);
     assert_eq!(up.requests().len(), before);
+    // Front-proxy identity headers and a client's X-Forwarded-For never reach the API
+    // server.
+    let a = call(
+        &ca,
+        gate_port,
+        "GET",
+        "/api/v1/namespaces/default/pods",
+        Some(&alice),
+        &[
+            ("X-Remote-User", "zitadel:admin"),
+            ("X-Remote-Group", "system:masters"),
+            ("X-Forwarded-For", "10.9.9.9"),
+        ],
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let seen = up.last_to("/api/v1/namespaces/default/pods").unwrap();
+    assert!(seen.all("x-remote-user").is_empty() && seen.all("x-remote-group").is_empty());
+    assert_eq!(seen.all("x-forwarded-for"), ["127.0.0.1"]);
+    assert_eq!(seen.all("impersonate-user"), ["zitadel:alice"]);
 
     // Token refusals, with the real provider's tokens reshaped the way attackers do.
     let expect_401 = async |token: &str, message: &str| {
