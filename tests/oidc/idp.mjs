@@ -4,8 +4,9 @@
 // Zitadel reports them. ID tokens carry Zitadel's project-roles claim.
 //
 // Environment: ISSUER (https://127.0.0.1:PORT), PORT, TLS_CERT, TLS_KEY (PEM files),
-// KEYS_FILE (signing keys as a private JWKS; made on first start, so a new file means
-// rotated keys). Prints "ready" on standard output once it listens.
+// KEYS_FILE (signing keys as a private JWKS; made on first start). Prints "ready" on
+// standard output once it listens. SIGUSR2 rotates the signing keys without a restart
+// (new keys, new key ids; the old ones are gone) and prints "rotated".
 import { createServer } from 'node:https';
 import { readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { generateKeyPairSync, randomUUID } from 'node:crypto';
@@ -31,7 +32,7 @@ function makeKeys() {
   };
 }
 if (!existsSync(keysFile)) writeFileSync(keysFile, JSON.stringify(makeKeys()));
-const jwks = JSON.parse(readFileSync(keysFile, 'utf8'));
+const initialJwks = JSON.parse(readFileSync(keysFile, 'utf8'));
 
 // Zitadel's roles claim is an object keyed by role name, valued by org id -> domain.
 const ROLES = {
@@ -50,7 +51,7 @@ const nativeClient = (client_id, extra = {}) => ({
   ...extra,
 });
 
-const provider = new Provider(issuer, {
+const makeProvider = (jwks) => new Provider(issuer, {
   clients: [
     nativeClient('kube'),
     nativeClient('kube-es256', { id_token_signed_response_alg: 'ES256' }),
@@ -84,6 +85,7 @@ const provider = new Provider(issuer, {
     };
   },
 });
+let provider = makeProvider(initialJwks);
 
 async function interaction(req, res) {
   const details = await provider.interactionDetails(req, res);
@@ -109,9 +111,17 @@ async function interaction(req, res) {
   await provider.interactionFinished(req, res, result, { mergeWithLastSubmission: true });
 }
 
-provider.on('grant.error', (ctx, err) => console.error('grant.error', err.message, err.error_detail ?? ''));
-provider.on('server_error', (ctx, err) => console.error('server_error', err));
-const callback = provider.callback();
+const watch = (p) => {
+  p.on('grant.error', (ctx, err) => console.error('grant.error', err.message, err.error_detail ?? ''));
+  p.on('server_error', (ctx, err) => console.error('server_error', err));
+  return p.callback();
+};
+let callback = watch(provider);
+process.on('SIGUSR2', () => {
+  provider = makeProvider(makeKeys());
+  callback = watch(provider);
+  console.log('rotated');
+});
 const server = createServer(
   { cert: readFileSync(env('TLS_CERT')), key: readFileSync(env('TLS_KEY')) },
   (req, res) => {

@@ -466,6 +466,21 @@ struct Idp {
     issuer: String,
     proc: Proc,
     jwks_fetches: Arc<Mutex<usize>>,
+    /// "ready" and "rotated" lines from the provider.
+    events: std::sync::mpsc::Receiver<String>,
+}
+
+impl Idp {
+    /// Rotates the provider's signing keys in place (SIGUSR2).
+    fn rotate_keys(&self) {
+        let status = Command::new("kill")
+            .args(["-USR2", &self.proc.0.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let line = self.events.recv_timeout(Duration::from_secs(30)).unwrap();
+        assert_eq!(line, "rotated");
+    }
 }
 
 fn start_idp(s: &Scratch, pki: &Pki, port: u16, keys: &str) -> Idp {
@@ -489,15 +504,15 @@ fn start_idp(s: &Scratch, pki: &Pki, port: u16, keys: &str) -> Idp {
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             match line.as_str() {
-                "ready" => {
-                    let _ = ready_tx.send(());
+                "ready" | "rotated" => {
+                    let _ = ready_tx.send(line.clone());
                 }
                 "jwks" => *counter.lock().unwrap() += 1,
                 _ => {}
             }
         }
     });
-    if ready_rx.recv_timeout(Duration::from_secs(30)).is_err() {
+    if ready_rx.recv_timeout(Duration::from_secs(60)).as_deref() != Ok("ready") {
         panic!(
             "the OpenID Provider did not start:\n{}",
             std::fs::read_to_string(s.path(&format!("idp-{port}.log"))).unwrap_or_default()
@@ -507,6 +522,7 @@ fn start_idp(s: &Scratch, pki: &Pki, port: u16, keys: &str) -> Idp {
         issuer,
         proc: child,
         jwks_fetches: fetches,
+        events: ready_rx,
     }
 }
 
@@ -697,7 +713,7 @@ async fn gateway_with_a_real_idp_and_kubectl() {
     let up_port = start_upstream(&pki, Arc::clone(&up)).await;
 
     let idp_port = free_port();
-    let mut idp = start_idp(&s, &pki, idp_port, "keys-1.json");
+    let idp = start_idp(&s, &pki, idp_port, "keys-1.json");
     let other_idp = start_idp(&s, &pki, free_port(), "keys-other.json");
 
     let gate_port = free_port();
@@ -1010,10 +1026,9 @@ current-context: gate
         "{fetches} key-set fetches for 5 unknown key ids"
     );
 
-    // Key rotation: the provider restarts with new keys; the first token signed with
-    // them makes the gateway fetch the new key set.
-    drop(idp.proc);
-    idp = start_idp(&s, &pki, idp_port, "keys-2.json");
+    // Key rotation: the provider replaces its keys; the first token signed with the new
+    // ones makes the gateway fetch the new key set.
+    idp.rotate_keys();
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let rotated = id_token(&pki, &idp.issuer, "kube", "alice", "pwd,otp,mfa");
     let rotated_kid = serde_json::from_slice::<serde_json::Value>(
