@@ -714,6 +714,9 @@ async fn gateway_with_a_real_idp_and_kubectl() {
 
     let idp_port = free_port();
     let idp = start_idp(&s, &pki, idp_port, "keys-1.json");
+    // A second accepted issuer (a partner's provider, its own audience and prefix), and
+    // a provider the gateway does not know.
+    let partner_idp = start_idp(&s, &pki, free_port(), "keys-partner.json");
     let other_idp = start_idp(&s, &pki, free_port(), "keys-other.json");
 
     let gate_port = free_port();
@@ -740,11 +743,20 @@ spec:
       groups: [{{claim: "urn:zitadel:iam:org:project:roles", prefix: "zitadel:"}}]
       uid: {{claim: sub}}
     jwks: {{minRefreshInterval: 1s}}
+  - url: {partner}
+    caFile: ca.pem
+    audiences: [kube-es256]
+    algorithms: [ES256]
+    claims:
+      username: {{claim: email, prefix: "partner:"}}
+      groups: [{{claim: "urn:zitadel:iam:org:project:roles", prefix: "partner:"}}]
+    mfa: {{anyOf: [[otp], [mfa]], maxAuthAge: 1h}}
   rbac: {{files: [rbac.yaml]}}
   audit: {{path: audit.jsonl}}
   limits: {{tokenLeeway: 1s}}
 "#,
         issuer = idp.issuer,
+        partner = partner_idp.issuer,
         client_cert = pki.client_cert.display(),
         client_key = pki.client_key.display(),
     );
@@ -961,6 +973,30 @@ current-context: gate
     expect_401(&other_aud, "token audience is not accepted").await;
     let other_iss = id_token(&pki, &other_idp.issuer, "kube", "alice", "pwd,otp,mfa");
     expect_401(&other_iss, "token issuer is not accepted").await;
+    // Several issuers, each with its own policy.
+    let partner = id_token(&pki, &partner_idp.issuer, "kube-es256", "alice", "pwd,otp");
+    let a = call(&ca, gate_port, "GET", "/version", Some(&partner), &[]).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let seen = up.last_to("/version").unwrap();
+    assert_eq!(seen.all("impersonate-user"), ["partner:alice@acme.test"]);
+    assert_eq!(seen.all("impersonate-group"), ["partner:dev"]);
+    let a = call(
+        &ca,
+        gate_port,
+        "GET",
+        "/api/v1/namespaces/default/pods",
+        Some(&partner),
+        &[],
+    )
+    .await;
+    assert_eq!(
+        a.status,
+        StatusCode::FORBIDDEN,
+        "zitadel:dev's role is not partner:dev's"
+    );
+    let partner_rs256 = id_token(&pki, &partner_idp.issuer, "kube", "alice", "pwd,otp");
+    // The partner issuer accepts ES256 only: kube's RS256 tokens fail there first.
+    expect_401(&partner_rs256, "token algorithm \"RS256\" is not accepted").await;
     let parts: Vec<&str> = alice.split('.').collect();
     let header: serde_json::Value =
         serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[0]).unwrap()).unwrap();
@@ -1191,6 +1227,7 @@ current-context: gate
     let text = std::fs::read_to_string(&audit).unwrap();
     assert!(!text.contains(&alice), "tokens never reach the audit log");
     drop(other_idp);
+    drop(partner_idp);
 }
 
 /// GET over HTTPS with the test CA; returns the body.
