@@ -140,7 +140,7 @@ impl Authenticator {
             }
             None => Err(TokenError::UnknownKey { kid: None }),
         };
-        match result {
+        let identity = match result {
             Err(TokenError::UnknownKey { .. }) => {
                 if !issuer.refresh(false).await {
                     return Err(if keys.is_some() {
@@ -152,15 +152,13 @@ impl Authenticator {
                     });
                 }
                 let keys = issuer.current_keys().ok_or(AuthError::KeysUnavailable)?;
-                Ok(rampart_oidc::verify(
-                    &unverified,
-                    &issuer.config.policy,
-                    &keys,
-                    unix_now(),
-                )?)
+                rampart_oidc::verify(&unverified, &issuer.config.policy, &keys, unix_now())?
             }
-            other => Ok(other?),
-        }
+            other => other?,
+        };
+        self.cache
+            .insert(token, &identity, &issuer.config.policy, now);
+        Ok(identity)
     }
 
     /// Puts a key set in the cache of the issuer `iss` (tests and benchmarks).
@@ -361,6 +359,80 @@ mod tests {
             max_auth_age,
             claims: ClaimMappings::default(),
         }
+    }
+
+    #[tokio::test]
+    async fn verified_tokens_are_served_from_the_cache() {
+        use jsonwebtoken::jwk::Jwk;
+        use jsonwebtoken::{Algorithm, EncodingKey, Header};
+
+        let dir = std::env::temp_dir().join(format!("rampart-authn-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca = dir.join("ca.pem");
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["idp".to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        std::fs::write(&ca, cert.pem()).unwrap();
+        let issuer = crate::config::Issuer {
+            policy: IssuerPolicy {
+                issuer: "https://idp".into(),
+                audiences: vec!["kube".into()],
+                algorithms: vec![Algorithm::ES256],
+                leeway: 5,
+                mfa: MfaRule::default(),
+                max_auth_age: None,
+                claims: ClaimMappings::default(),
+            },
+            discovery_url: "https://idp/.well-known/openid-configuration".into(),
+            ca_file: ca,
+            jwks_refresh_interval: Duration::from_secs(3600),
+            jwks_min_refresh_interval: Duration::from_secs(3600),
+        };
+        let auth = Authenticator::new(&[issuer]).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+
+        let signing = rcgen::KeyPair::generate().unwrap();
+        let enc = EncodingKey::from_ec_pem(signing.serialize_pem().as_bytes()).unwrap();
+        let mut jwk =
+            serde_json::to_value(Jwk::from_encoding_key(&enc, Algorithm::ES256).unwrap()).unwrap();
+        jwk["kid"] = serde_json::json!("k");
+        let keys =
+            KeySet::from_jwks(serde_json::json!({"keys": [jwk]}).to_string().as_bytes()).unwrap();
+        auth.set_keys("https://idp", keys);
+        let now = unix_now();
+        let token = |sub: &str| {
+            let mut h = Header::new(Algorithm::ES256);
+            h.kid = Some("k".into());
+            let claims = serde_json::json!({"iss": "https://idp", "aud": "kube", "sub": sub,
+                "iat": now, "exp": now + 300, "amr": ["mfa"]});
+            jsonwebtoken::encode(&h, &claims, &enc).unwrap()
+        };
+        let first = token("alice");
+        assert_eq!(auth.authenticate(&first).await.unwrap().username, "alice");
+        // With the key gone (and no refresh allowed), the verified token is still served
+        // from the cache, and a new one is refused.
+        let other = rcgen::KeyPair::generate().unwrap();
+        let other_enc = EncodingKey::from_ec_pem(other.serialize_pem().as_bytes()).unwrap();
+        let mut other_jwk =
+            serde_json::to_value(Jwk::from_encoding_key(&other_enc, Algorithm::ES256).unwrap())
+                .unwrap();
+        other_jwk["kid"] = serde_json::json!("k");
+        auth.set_keys(
+            "https://idp",
+            KeySet::from_jwks(
+                serde_json::json!({"keys": [other_jwk]})
+                    .to_string()
+                    .as_bytes(),
+            )
+            .unwrap(),
+        );
+        assert_eq!(auth.authenticate(&first).await.unwrap().username, "alice");
+        assert_eq!(
+            auth.authenticate(&token("bob")).await,
+            Err(AuthError::Token(TokenError::Signature))
+        );
     }
 
     #[test]
