@@ -460,6 +460,8 @@ impl Agent {
         state.applied_at = now();
         state.inputs_digest = Some(plan.digest.clone());
         state.last_error = None;
+        // What is in force now was decided on purpose: no rejection stands.
+        state.rejected = None;
         self.save_state(&state)?;
         if self.config.revoked == Revoked::Flush {
             let tables: Vec<&Table> = plan.tables.iter().map(|t| &t.table).collect();

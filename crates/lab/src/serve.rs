@@ -50,6 +50,21 @@ pub struct Server {
     pub sockets: usize,
 }
 
+/// A TCP listener with a deep accept queue: probes complete their handshake in the
+/// kernel, and must not be refused while the listener thread waits for a CPU.
+fn tcp_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let domain = if addr.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    };
+    let s = Socket::new(domain, Type::STREAM, Some(socket2::Protocol::TCP))?;
+    s.set_reuse_address(true)?;
+    s.bind(&SockAddr::from(addr))?;
+    s.listen(4096)?;
+    Ok(s.into())
+}
+
 /// A raw SCTP socket bound to `ip`.
 pub(crate) fn raw_sctp(ip: IpAddr) -> std::io::Result<Socket> {
     let domain = if ip.is_ipv4() {
@@ -123,7 +138,7 @@ impl Server {
                     match protocol {
                         Protocol::Tcp => {
                             for port in ports {
-                                let l = TcpListener::bind((*ip, *port))
+                                let l = tcp_listener(SocketAddr::new(*ip, *port))
                                     .map_err(|e| err("TCP listener", e))?;
                                 l.set_nonblocking(true)
                                     .map_err(|e| err("TCP listener", e))?;

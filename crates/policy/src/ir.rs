@@ -618,10 +618,11 @@ impl<'a> Compiler<'a> {
         }
         let lower = remaining.union(&passed);
         if program.isolated {
-            let mut np = Addrs::default();
+            let mut all = Vec::new();
             for rule in &program.network {
-                np = np.union(&self.rule_at(rule, pod, direction, point));
+                all.extend(self.rule_at(rule, pod, direction, point).0);
             }
+            let np = Addrs::from_ranges(all);
             return allowed.union(&lower.intersection(&np));
         }
         let mut rest = lower;

@@ -22,7 +22,7 @@ use rampart_lab::serve::Server;
 use rampart_lab::{EndpointSpec, Topology, TopologySpec};
 use rampart_model::Probe;
 
-const TIMEOUT: Duration = Duration::from_millis(700);
+const TIMEOUT: Duration = Duration::from_millis(1000);
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
