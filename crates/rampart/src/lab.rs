@@ -229,13 +229,18 @@ fn down(args: DownArgs) -> Outcome {
         std::thread::sleep(Duration::from_millis(300));
     }
     let _ = std::fs::remove_file(&pid_path);
-    let removed = topology::remove_prefix(&args.name)?;
+    // Whatever the `up` process did not remove (or a killed run left behind).
+    let leftovers = topology::remove_prefix(&args.name)?;
     let mut out = std::io::stdout().lock();
-    writeln!(
-        out,
-        "removed {} network namespaces of lab {}",
-        removed.len(),
-        args.name
-    )?;
+    if leftovers.is_empty() {
+        writeln!(out, "lab {} is down", args.name)?;
+    } else {
+        writeln!(
+            out,
+            "lab {} is down ({} leftover network namespaces removed)",
+            args.name,
+            leftovers.len()
+        )?;
+    }
     Ok(ExitCode::SUCCESS)
 }
