@@ -326,3 +326,137 @@ ingress: [{subnet: 10.0.0.0/8, except: 10.9.0.0/16}]
             .is_empty()
     );
 }
+
+mod fuzz {
+    //! Inputs are a trust boundary: whatever a document holds, decoding and compiling
+    //! return a value or located errors, never a panic.
+
+    use proptest::prelude::*;
+    use rampart_resources::{Document, Location};
+    use serde_json::{Map, Value, json};
+
+    const KEYS: [&str; 24] = [
+        "direction",
+        "ethertype",
+        "protocol",
+        "port_range_min",
+        "port_range_max",
+        "remote_ip_prefix",
+        "remote_group_id",
+        "remote_address_group_id",
+        "rules",
+        "security_group_rules",
+        "name",
+        "id",
+        "stateful",
+        "fixed_ips",
+        "ip_address",
+        "allowed_address_pairs",
+        "security_group_ids",
+        "ingress",
+        "portSelector",
+        "ports",
+        "subnet",
+        "except",
+        "spec",
+        "addresses",
+    ];
+
+    fn leaf() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|n| json!(n)),
+            (0u32..70000).prop_map(|n| json!(n)),
+            prop::sample::select(vec![
+                "ingress",
+                "egress",
+                "IPv4",
+                "IPv6",
+                "tcp",
+                "icmp",
+                "icmpv6",
+                "any",
+                "0",
+                "300",
+                "10.0.0.0/8",
+                "::/0",
+                "10.1.2.3",
+                "1-2",
+                "65535-1",
+                "block",
+                "accept",
+                "g",
+                "",
+                "80",
+                "x/y/z",
+                "fe80::1/200",
+            ])
+            .prop_map(|s| json!(s)),
+        ]
+    }
+
+    fn value() -> impl Strategy<Value = Value> {
+        leaf().prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
+                prop::collection::vec((prop::sample::select(KEYS.to_vec()), inner), 0..6).prop_map(
+                    |kv| {
+                        Value::Object(
+                            kv.into_iter()
+                                .map(|(k, v)| (k.to_owned(), v))
+                                .collect::<Map<_, _>>(),
+                        )
+                    }
+                ),
+            ]
+        })
+    }
+
+    fn document() -> impl Strategy<Value = Document> {
+        (
+            prop::sample::select(vec![
+                ("rampart.dev/v1alpha1", "SecurityGroup"),
+                ("rampart.dev/v1alpha1", "Port"),
+                ("rampart.dev/v1alpha1", "AddressGroup"),
+                ("openstack", "SecurityGroup"),
+                ("openstack", "Port"),
+                ("openstack", "AddressGroup"),
+                ("v1alpha1", "NetworkRuleConfig"),
+                ("v1alpha1", "NetworkDefaultActionConfig"),
+            ]),
+            value(),
+            prop::option::of("[a-z]{1,3}"),
+        )
+            .prop_map(|((api, kind), mut v, name)| {
+                if let (Value::Object(m), Some(n)) = (&mut v, name) {
+                    m.insert("metadata".into(), json!({"name": n}));
+                }
+                Document {
+                    location: Location {
+                        source: "fuzz".into(),
+                        document: 1,
+                        line: 1,
+                        item: None,
+                    },
+                    api_version: api.to_owned(),
+                    kind: kind.to_owned(),
+                    value: v,
+                }
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, .. ProptestConfig::default() })]
+
+        #[test]
+        fn decoding_never_panics(docs in prop::collection::vec(document(), 1..5)) {
+            if let Ok(inputs) = rampart_firewall::decode_inputs(&docs) {
+                let _ = rampart_firewall::sg::compile(&inputs.security_groups, &rampart_firewall::sg::Options {
+                    table: "t".into(), node: None, recheck_established: false,
+                });
+                let _ = rampart_firewall::talos::compile(inputs.host.as_ref(), &rampart_firewall::talos::Options::default());
+            }
+        }
+    }
+}

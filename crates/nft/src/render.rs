@@ -711,3 +711,103 @@ pub fn stamp_digest(stamp: &str) -> Option<&str> {
         .split_whitespace()
         .find_map(|w| w.strip_prefix("digest="))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rampart_model::Cidr;
+    use rampart_ruleset::{AddrMatch, Chain, Element, Match, Rule, Set, SetKey, Side, Verdict};
+
+    fn table(members: &[&str]) -> Table {
+        let mut t = Table::new("t");
+        t.sets.push(Set {
+            name: "members".into(),
+            key: SetKey::Addr(rampart_model::Family::V4),
+            elements: members
+                .iter()
+                .map(|m| Element::Addr(Cidr::parse(m).unwrap().range()))
+                .collect(),
+        });
+        t.chains.push(Chain {
+            name: "c".into(),
+            base: None,
+            rules: vec![Rule::new(
+                vec![Match::Addr {
+                    side: Side::Src,
+                    family: rampart_model::Family::V4,
+                    addrs: AddrMatch::Set("members".into()),
+                    negate: false,
+                }],
+                Verdict::Accept,
+            )],
+        });
+        t
+    }
+
+    #[test]
+    fn set_only_changes_become_element_updates() {
+        let old = replace_batch(&table(&["10.0.0.1/32"]), "digest=a");
+        let update =
+            update_batch(&old, &table(&["10.0.0.1/32", "10.0.0.9/32"]), "digest=b").unwrap();
+        let cmds = update["nftables"].as_array().unwrap();
+        assert!(
+            cmds.iter()
+                .any(|c| c.pointer("/flush/set/name") == Some(&json!("members")))
+        );
+        assert!(
+            cmds.iter()
+                .any(|c| c.pointer("/add/element/elem").is_some())
+        );
+        assert!(
+            !cmds
+                .iter()
+                .any(|c| c.pointer("/add/chain").is_some() || c.pointer("/delete").is_some())
+        );
+        // A change of rules is not an element update.
+        let mut other = table(&["10.0.0.1/32"]);
+        other.chains[0].rules[0].verdict = Some(Verdict::Drop);
+        assert!(update_batch(&old, &other, "digest=c").is_none());
+        assert_eq!(
+            stamp_digest("rampart layer=sg digest=00ff generation=3"),
+            Some("00ff")
+        );
+    }
+
+    #[test]
+    fn restore_puts_back_a_listing_in_dependency_order() {
+        let listing = json!({"nftables": [
+            {"metainfo": {"version": "1.0.6"}},
+            {"table": {"family": "inet", "name": "t", "handle": 3}},
+            {"map": {"family": "inet", "table": "t", "name": "m", "handle": 9, "type": "ipv4_addr", "map": "verdict", "elem": [["10.0.0.1", {"jump": {"target": "c"}}]]}},
+            {"chain": {"family": "inet", "table": "t", "name": "c", "handle": 1}},
+            {"rule": {"family": "inet", "table": "t", "chain": "c", "handle": 4, "expr": [{"accept": null}]}},
+        ]});
+        let batch = restore_batch("t", Some(&listing));
+        let kinds: Vec<String> = batch["nftables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .skip(1)
+            .map(|c| {
+                let (verb, body) = c.as_object().unwrap().iter().next().unwrap();
+                format!(
+                    "{verb} {}",
+                    body.as_object().unwrap().keys().next().unwrap()
+                )
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "add table",
+                "delete table",
+                "add table",
+                "add chain",
+                "add map",
+                "add rule"
+            ]
+        );
+        assert!(batch.to_string().find("handle").is_none());
+        assert_eq!(restore_batch("t", None), delete_batch("t"));
+    }
+}

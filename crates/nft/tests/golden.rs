@@ -1,4 +1,5 @@
-//! Golden files: each `testdata/<case>/input.yaml` compiles to exactly
+//! Golden files: each `testdata/<case>/input.yaml` compiles (every layer that has
+//! something to do; security groups for node `worker-1`) to exactly
 //! `testdata/<case>/ruleset.nft` (text) and `ruleset.json` (the batch the agent applies).
 //! Set `RAMPART_BLESS=1` to rewrite them after an intended change, and review the diff.
 //!
@@ -16,8 +17,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use rampart_firewall::{sg, talos};
 use rampart_policy::ir::{self, Options};
-use rampart_resources::load_cluster;
 
 fn cases() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata");
@@ -102,15 +103,52 @@ fn compiled_rulesets_match_golden_files() {
     assert!(cases.len() >= 2);
     for case in cases {
         let name = case.file_name().unwrap().to_string_lossy().into_owned();
-        let input =
-            load_cluster(&[case.join("input.yaml").to_string_lossy().into_owned()]).unwrap();
-        let compiled = ir::compile(&input.cluster, &input.policies, &Options::default());
+        let input = rampart_firewall::load_inputs(&[case
+            .join("input.yaml")
+            .to_string_lossy()
+            .into_owned()])
+        .unwrap();
+        // Every layer that has something to do, as `rampart policy compile` prints them.
+        let sg_table = sg::compile(
+            &input.security_groups,
+            &sg::Options {
+                table: "rampart-sg".into(),
+                node: Some("worker-1".into()),
+                recheck_established: false,
+            },
+        );
+        let host_table = talos::compile(input.host.as_ref(), &talos::Options::default());
+        let pods = ir::compile(
+            &input.cluster.cluster,
+            &input.cluster.policies,
+            &Options::default(),
+        )
+        .table;
+        let mut tables = vec![sg_table, host_table];
+        if !input.cluster.cluster.pods.is_empty() {
+            tables.push(pods);
+        }
+        tables.retain(|t| !t.chains.is_empty());
         let stamp = format!("rampart golden {name}");
-        let text = rampart_nft::text(&compiled.table, &stamp);
+        let text: Vec<String> = tables
+            .iter()
+            .map(|t| rampart_nft::text(t, &stamp))
+            .collect();
+        let text = text.join("\n");
+        let mut cmds = Vec::new();
+        for (i, t) in tables.iter().enumerate() {
+            let b = rampart_nft::replace_batch(t, &stamp);
+            cmds.extend(
+                b["nftables"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .skip(usize::from(i > 0))
+                    .cloned(),
+            );
+        }
         let json =
-            serde_json::to_string_pretty(&rampart_nft::replace_batch(&compiled.table, &stamp))
-                .unwrap()
-                + "\n";
+            serde_json::to_string_pretty(&serde_json::json!({ "nftables": cmds })).unwrap() + "\n";
         problems.extend(compare(&case.join("ruleset.nft"), &text));
         problems.extend(compare(&case.join("ruleset.json"), &json));
         if load_too && let Err(e) = load(&name, &json) {
