@@ -4,9 +4,9 @@
 //! [`Lab::up`] builds a node network namespace with a bridge (bridge netfilter on, so
 //! bridged IPv4 and IPv6 traffic meets the `inet` forward hook with conntrack) and one
 //! namespace per pod with its pod addresses on a veth in that bridge; host-network pods
-//! live in the node namespace on their addresses. It then compiles the policies and
-//! applies the table in the node namespace exactly as the node agent does
-//! (`rampart-policy`'s compiler, `rampart-dataplane`'s atomic apply), and starts
+//! live in the node namespace on their addresses. It then enforces the policies in the
+//! node namespace through the node agent's own code (`rampart-dataplane`'s plan and
+//! reconcile: the same compiler, stamps and atomic transaction), and starts
 //! listeners on the probed ports in every pod. [`Lab::probe`] tries every ordered pair
 //! with real connections (TCP connect, UDP request and echo, SCTP INIT and INIT ACK over
 //! raw sockets), in parallel, each bounded by a timeout, and returns the observed
@@ -31,9 +31,12 @@ use std::io::{self, Write};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rampart_dataplane::{Netns, NftError};
+use rampart_dataplane::agent::{self, Agent, AgentError};
+use rampart_dataplane::{AgentConfig, Netns, NftError, Revoked};
+use rampart_firewall::Inputs;
 use rampart_model::{Cluster, PolicySet, Probe};
-use rampart_policy::ir::{self, LocalPods, Options, Stateful};
+use rampart_policy::ir::Stateful;
+use rampart_resources::ClusterInput;
 
 pub use probe::Outcome;
 pub use topology::{EndpointSpec, Topology, TopologySpec};
@@ -64,6 +67,8 @@ pub struct Lab {
     // Field order matters: listeners close before the namespaces go.
     server: Option<serve::Server>,
     topology: Topology,
+    /// The agent's state directory for this lab (removed with it).
+    state_dir: std::path::PathBuf,
     /// Pods in matrix order (`namespace/name`), with their endpoint index.
     pods: Vec<String>,
 }
@@ -77,6 +82,11 @@ pub struct Observed {
     pub allowed: Vec<(Probe, Vec<Vec<bool>>)>,
     /// Probes that neither connected nor timed out (refused, errors), in words.
     pub anomalies: Vec<String>,
+}
+
+/// Where a lab keeps the agent's state (removed with the lab).
+pub fn state_dir(prefix: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("{prefix}-agent-state"))
 }
 
 /// A prefix no other lab of this machine uses right now.
@@ -115,8 +125,10 @@ impl Lab {
                 .collect(),
         };
         let topology = Topology::build(&spec)?;
+        let state_dir = state_dir(&options.prefix);
         let mut lab = Lab {
             server: None,
+            state_dir,
             pods: spec.endpoints.iter().map(|e| e.name.clone()).collect(),
             topology,
         };
@@ -125,24 +137,36 @@ impl Lab {
         Ok(lab)
     }
 
-    /// Compiles and applies the policies in the node namespace, as the agent does.
+    /// Compiles and applies the policies in the node namespace with the agent's own
+    /// plan and reconcile (pods of every node enforced, state kept beside the lab).
     pub fn enforce(
         &self,
         cluster: &Cluster,
         policies: &PolicySet,
         stateful: Stateful,
     ) -> Result<(), LabError> {
-        let options = Options {
-            local: LocalPods::All,
-            stateful,
-            ..Options::default()
+        let mut config = AgentConfig::new("lab", Vec::new(), self.state_dir.clone());
+        config.netns = self.node_netns();
+        config.all_pods = true;
+        config.host = false;
+        config.security_groups = false;
+        config.revoked = match stateful {
+            Stateful::AcceptEstablished => Revoked::Flush,
+            Stateful::RecheckOriginal => Revoked::Cut,
         };
-        let compiled = ir::compile(cluster, policies, &options);
-        let stamp = format!(
-            "rampart lab digest={:016x}",
-            ir::fnv1a(format!("{:?}", compiled.table).as_bytes())
-        );
-        rampart_dataplane::nft::replace_table(&self.node_netns(), &compiled.table, &stamp)?;
+        let inputs = Inputs {
+            cluster: ClusterInput {
+                cluster: cluster.clone(),
+                policies: policies.clone(),
+                ..ClusterInput::default()
+            },
+            ..Inputs::default()
+        };
+        let plan = agent::plan(&config, &inputs);
+        Agent::new(config).reconcile(&plan).map_err(|e| match e {
+            AgentError::Nft(e) => LabError::Nft(e),
+            other => LabError::Setup(other.to_string()),
+        })?;
         Ok(())
     }
 
@@ -232,6 +256,13 @@ impl Lab {
     }
 }
 
+impl Drop for Lab {
+    fn drop(&mut self) {
+        self.server = None;
+        let _ = std::fs::remove_dir_all(&self.state_dir);
+    }
+}
+
 /// Writes an observed matrix as `rampart policy matrix -o json` writes an analysed one.
 pub fn write_json(out: &mut dyn Write, observed: &Observed) -> io::Result<()> {
     out.write_all(b"{\"probes\":[")?;
@@ -267,7 +298,8 @@ pub fn write_json(out: &mut dyn Write, observed: &Observed) -> io::Result<()> {
     out.write_all(b"]}\n")
 }
 
-/// Namespaces to remove if the process is interrupted.
+/// Namespaces (by name) and directories (absolute paths) to remove if the process is
+/// interrupted.
 pub type CleanupList = Arc<Mutex<Vec<String>>>;
 
 /// Blocks SIGINT, SIGTERM and SIGHUP in the calling thread (and the threads it starts
@@ -290,10 +322,14 @@ pub fn cleanup_on_signals() -> Result<CleanupList, LabError> {
                 let names = for_thread.lock().map(|l| l.clone()).unwrap_or_default();
                 let lines: Vec<String> = names
                     .iter()
+                    .filter(|n| !n.starts_with('/'))
                     .filter(|n| std::path::Path::new(&netns::path(n)).exists())
                     .map(|n| format!("netns del {n}"))
                     .collect();
                 let _ = netns::ip_batch(None, &lines);
+                for dir in names.iter().filter(|n| n.starts_with('/')) {
+                    let _ = std::fs::remove_dir_all(dir);
+                }
                 let _ = writeln!(io::stderr(), "interrupted: lab removed");
                 std::process::exit(130);
             }

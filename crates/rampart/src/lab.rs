@@ -128,6 +128,11 @@ fn start(prepared: &Prepared) -> anyhow::Result<Lab> {
     let prefix = &prepared.options.prefix;
     if let Ok(mut list) = cleanup.lock() {
         list.push(format!("{prefix}-node"));
+        list.push(
+            rampart_lab::state_dir(prefix)
+                .to_string_lossy()
+                .into_owned(),
+        );
         let n = prepared.input.cluster.pods.len();
         list.extend((0..n).map(|i| format!("{prefix}-e{i}")));
     }
