@@ -189,7 +189,7 @@ for n in 0 1000 10000; do
     for _ in $(seq 100); do grep -q "is up" "$work/lab.log" 2>/dev/null && break; sleep 0.1; done
     grep -q "is up" "$work/lab.log" || { cat "$work/lab.log" >&2; exit 1; }
     if [ "$variant" = linear ]; then
-      "$R" policy compile -f "$work/pair-$n.yaml" --layer pods -o json --revoked-connections cut --table-prefix rampart > "$work/pair.json"
+      "$R" policy compile -f "$work/pair-$n.yaml" --layer pods -o json --revoked-connections cut --from-node judge --table-prefix rampart > "$work/pair.json"
       python3 "$work/linear.py" "$work/pair.json" "$work/pair-linear.json" >/dev/null
       ip netns exec "$tag-node" nft -j -f "$work/pair-linear.json"
     fi

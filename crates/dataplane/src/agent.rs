@@ -141,6 +141,7 @@ pub fn plan(config: &AgentConfig, inputs: &Inputs) -> Plan {
                 } else {
                     Stateful::AcceptEstablished
                 },
+                allow_from_node: config.allow_from_node,
             },
         );
         tables.push(("pods", compiled.table));

@@ -12,7 +12,7 @@
 //!   tablePrefix: rampart              # tables <prefix>-sg, <prefix>-host, <prefix>-pods
 //!   revokedConnections: flush         # flush | cut | keep (see below)
 //!   pollIntervalSeconds: 2            # how often inputs are checked for changes
-//!   pods: {enabled: true, allPods: false}
+//!   pods: {enabled: true, allPods: false, allowFromNode: true}
 //!   hostFirewall: {enabled: true, trustedInterfaces: [lo, siderolink, kubespan], clusterNetworks: []}
 //!   securityGroups: {enabled: true}
 //! ```
@@ -80,6 +80,8 @@ pub struct AgentConfig {
     pub pods: bool,
     /// Enforce for every pod, not only those with `spec.nodeName` equal to `node`.
     pub all_pods: bool,
+    /// Accept connections from the node itself to its pods (kubelet probes).
+    pub allow_from_node: bool,
     /// Enforce the host firewall.
     pub host: bool,
     /// Interfaces the host firewall always trusts.
@@ -103,6 +105,7 @@ impl AgentConfig {
             poll: Duration::from_secs(2),
             pods: true,
             all_pods: false,
+            allow_from_node: true,
             host: true,
             trusted_interfaces: vec!["lo".into(), "siderolink".into(), "kubespan".into()],
             cluster_networks: Vec::new(),
@@ -298,7 +301,11 @@ pub fn load_config(path: &Path) -> Result<AgentConfig, Diagnostics> {
             }
         }
     };
-    let pods_section = section("pods", &["enabled", "allPods"], &mut errors);
+    let pods_section = section(
+        "pods",
+        &["enabled", "allPods", "allowFromNode"],
+        &mut errors,
+    );
     let host_section = section(
         "hostFirewall",
         &["enabled", "trustedInterfaces", "clusterNetworks"],
@@ -307,6 +314,7 @@ pub fn load_config(path: &Path) -> Result<AgentConfig, Diagnostics> {
     let sg_section = section("securityGroups", &["enabled"], &mut errors);
     let pods = flag(&pods_section, "pods", "enabled", true, &mut errors);
     let all_pods = flag(&pods_section, "pods", "allPods", false, &mut errors);
+    let allow_from_node = flag(&pods_section, "pods", "allowFromNode", true, &mut errors);
     let host = flag(&host_section, "hostFirewall", "enabled", true, &mut errors);
     let security_groups = flag(&sg_section, "securityGroups", "enabled", true, &mut errors);
     let mut trusted_interfaces = vec![
@@ -379,6 +387,7 @@ pub fn load_config(path: &Path) -> Result<AgentConfig, Diagnostics> {
         poll,
         pods,
         all_pods,
+        allow_from_node,
         host,
         trusted_interfaces,
         cluster_networks,

@@ -59,6 +59,10 @@ pub struct LabOptions {
     pub prefix: String,
     /// The stateful preamble of the rules (as the agent's setting).
     pub stateful: Stateful,
+    /// Accept connections from the node (and host-network pods) to pods, as the agent
+    /// does by default; off (the default here), the node is judged like any other
+    /// address, as the analyser does.
+    pub allow_from_node: bool,
 }
 
 /// A lab cluster that is up: network, rules, listeners.
@@ -69,6 +73,7 @@ pub struct Lab {
     topology: Topology,
     /// The agent's state directory for this lab (removed with it).
     state_dir: std::path::PathBuf,
+    allow_from_node: bool,
     /// Pods in matrix order (`namespace/name`), with their endpoint index.
     pods: Vec<String>,
 }
@@ -129,6 +134,7 @@ impl Lab {
         let mut lab = Lab {
             server: None,
             state_dir,
+            allow_from_node: options.allow_from_node,
             pods: spec.endpoints.iter().map(|e| e.name.clone()).collect(),
             topology,
         };
@@ -148,6 +154,7 @@ impl Lab {
         let mut config = AgentConfig::new("lab", Vec::new(), self.state_dir.clone());
         config.netns = self.node_netns();
         config.all_pods = true;
+        config.allow_from_node = self.allow_from_node;
         config.host = false;
         config.security_groups = false;
         config.revoked = match stateful {

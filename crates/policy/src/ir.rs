@@ -17,7 +17,8 @@
 //! - `forward` (pod to pod, through the node's bridge): the source pod's egress chain,
 //!   then the destination pod's ingress chain;
 //! - `input` (pod to the node itself): the source pod's egress chain;
-//! - `output` (the node, or a host-network pod, to a pod): the destination's ingress chain.
+//! - `output` (the node, or a host-network pod, to a pod): the destination's ingress
+//!   chain, or nothing with [`Options::allow_from_node`] (the agent's default).
 //!
 //! A pod's traffic to itself never leaves its network namespace, so it is never
 //! filtered, as the API requires. Every base chain starts with the stateful preamble of
@@ -118,11 +119,18 @@ pub struct Options {
     pub local: LocalPods,
     /// The stateful preamble.
     pub stateful: Stateful,
+    /// Accept every connection from the node itself (and its host-network pods) to its
+    /// pods, as the API describes isolated pods ("the only allowed connections into the
+    /// pod are those from the pod's node and those allowed by ..."): kubelet probes work
+    /// whatever the policies. Off, the node is judged like any other address, as the
+    /// analyser does.
+    pub allow_from_node: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Options {
+            allow_from_node: false,
             table: "rampart-pods".to_owned(),
             local: LocalPods::All,
             stateful: Stateful::default(),
@@ -814,7 +822,14 @@ pub fn compile(cluster: &Cluster, policies: &PolicySet, options: &Options) -> Co
     let mut input = stateful_preamble(options.stateful);
     input.extend(dispatch_rules(Direction::Egress, Side::Src));
     let mut output = stateful_preamble(options.stateful);
-    output.extend(dispatch_rules(Direction::Ingress, Side::Dst));
+    if options.allow_from_node {
+        output.push(
+            Rule::new(vec![], Verdict::Accept)
+                .comment("the node (kubelet probes, host-network pods) reaches its pods"),
+        );
+    } else {
+        output.extend(dispatch_rules(Direction::Ingress, Side::Dst));
+    }
     let bases = [
         (Hook::Forward, "forward", forward),
         (Hook::Input, "input", input),
@@ -934,6 +949,54 @@ fn emit_decision(table: &mut Table, name: &str, direction: Direction, decision: 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rampart_model::{LabelSelector, NetworkPolicy, Pod};
+    use rampart_ruleset::{Packet, TableVerdict};
+
+    #[test]
+    fn the_node_reaches_isolated_pods_only_when_allowed() {
+        let mut cluster = Cluster::default();
+        cluster
+            .namespaces
+            .insert("a".into(), rampart_model::Namespace::new("a"));
+        cluster.pods.push(Pod {
+            namespace: "a".into(),
+            name: "p".into(),
+            labels: Default::default(),
+            ports: vec![],
+            ips: vec!["10.0.0.1".parse().unwrap()],
+            host_network: false,
+            node_name: None,
+        });
+        let policies = PolicySet {
+            network_policies: vec![NetworkPolicy {
+                namespace: "a".into(),
+                name: "deny".into(),
+                pod_selector: LabelSelector::everything(),
+                ingress: Some(vec![]),
+                egress: None,
+            }],
+            ..PolicySet::default()
+        };
+        let probe = Packet::new_flow(
+            "192.168.0.1".parse().unwrap(),
+            "10.0.0.1".parse().unwrap(),
+            6,
+            8080,
+        );
+        for (allow, want) in [(false, false), (true, true)] {
+            let options = Options {
+                allow_from_node: allow,
+                ..Options::default()
+            };
+            let table = compile(&cluster, &policies, &options).table;
+            assert_eq!(
+                table.evaluate(Hook::Output, &probe) == TableVerdict::Accept,
+                want
+            );
+            // Other hosts are judged by the policies either way.
+            assert_ne!(table.evaluate(Hook::Forward, &probe), TableVerdict::Accept);
+        }
+    }
 
     fn a(v: &[(u8, u128, u128)]) -> Addrs {
         Addrs::from_ranges(v.to_vec())

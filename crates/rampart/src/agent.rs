@@ -66,6 +66,16 @@ pub(crate) struct CompileArgs {
     /// Prefix of the table names.
     #[arg(long, default_value = "rampart")]
     table_prefix: String,
+    /// Connections from the node itself to its pods: `allow` them (the agent's default,
+    /// kubelet probes) or `judge` them by the policies like any other address.
+    #[arg(long, value_enum, default_value = "allow")]
+    from_node: FromNode,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum FromNode {
+    Allow,
+    Judge,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -121,6 +131,7 @@ pub(crate) fn compile(args: CompileArgs) -> Outcome {
             } else {
                 Stateful::AcceptEstablished
             },
+            allow_from_node: args.from_node == FromNode::Allow,
         };
         tables.push((
             "pods",

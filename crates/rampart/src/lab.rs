@@ -48,6 +48,11 @@ pub(crate) struct LabInputs {
     /// Re-check established connections in their original direction on every packet.
     #[arg(long)]
     recheck_established: bool,
+    /// Accept every connection from the node (and host-network pods) to pods, as the
+    /// agent does by default. Without it the node is judged like any other address, as
+    /// `rampart policy matrix` does.
+    #[arg(long)]
+    allow_from_node: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -114,6 +119,7 @@ fn prepare(inputs: &LabInputs) -> anyhow::Result<Prepared> {
         } else {
             Stateful::AcceptEstablished
         },
+        allow_from_node: inputs.allow_from_node,
     };
     Ok(Prepared {
         input,

@@ -186,3 +186,59 @@ fn lab_prints_the_analysers_json_byte_for_byte() {
         assert!(cells.contains(&true) && cells.contains(&false), "{p}");
     }
 }
+
+/// With `--allow-from-node` (the agent's default), the node and its host-network pods
+/// reach isolated pods; without it they are judged like any address, as the analyser does.
+#[test]
+fn the_node_reaches_its_pods_when_allowed() {
+    if !support::privileged("the_node_reaches_its_pods_when_allowed") {
+        return;
+    }
+    let file =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/lab-dual-stack.yaml");
+    let probe = |extra: &[&str]| -> Value {
+        let out = support::rampart()
+            .args([
+                "lab",
+                "probe",
+                "-o",
+                "json",
+                "--timeout-ms",
+                "800",
+                "--port",
+                "80/TCP",
+                "-f",
+            ])
+            .arg(&file)
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let judged = probe(&[]);
+    let allowed = probe(&["--allow-from-node"]);
+    let cell =
+        |v: &Value, src: &str, dst: &str| v["probes"][0]["allowed"][src][dst].as_bool().unwrap();
+    assert!(
+        !cell(&judged, "dev/agent", "shop/web"),
+        "the web pod is isolated"
+    );
+    assert!(
+        cell(&allowed, "dev/agent", "shop/web"),
+        "the node reaches its pods"
+    );
+    // Pods are judged as before.
+    assert_eq!(
+        cell(&judged, "dev/tool", "shop/db"),
+        cell(&allowed, "dev/tool", "shop/db")
+    );
+    assert_eq!(
+        cell(&judged, "shop/db", "shop/web"),
+        cell(&allowed, "shop/db", "shop/web")
+    );
+}
