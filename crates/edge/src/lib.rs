@@ -450,6 +450,23 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 
 fn start_background(rt: &Arc<Runtime>) {
     health::spawn_checks(rt);
+    // Idle server connections: drop expired ones and those the server closed.
+    let pools: Vec<_> = rt.backends.iter().flat_map(|b| b.pools.iter().cloned()).collect();
+    if !pools.is_empty() {
+        let mut stop = rt.stopped();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                    _ = stop.changed() => return,
+                }
+                let now = io::now_ms();
+                for p in &pools {
+                    p.sweep(now);
+                }
+            }
+        });
+    }
     for l in &rt.listeners {
         let Some(tls) = &l.tls else { continue };
         let Some(ticketer) = tls.ticketer.clone() else {

@@ -200,7 +200,7 @@ async fn handle(
             };
             let h2 = conn.alpn_protocol() == Some(b"h2");
             drop(rt);
-            serve_http(ctx_base, tls_stream, h2).await;
+            serve_http(ctx_base, tls_stream, h2, "https").await;
         }
         None => {
             drop(rt);
@@ -326,7 +326,7 @@ async fn passthrough(
 
 type CtxBase = (Arc<Shared>, Arc<str>, SocketAddr, SocketAddr);
 
-async fn serve_http<IO>(base: CtxBase, io: IO, h2: bool)
+async fn serve_http<IO>(base: CtxBase, io: IO, h2: bool, scheme: &'static str)
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -344,6 +344,7 @@ where
             peer,
             local,
             activity: Some(activity.clone()),
+            forwarding: crate::forwarded::PeerValues::new(peer.ip(), scheme),
         });
         let svc = service_fn(move |req| proxy::serve(ctx.clone(), req));
         let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
@@ -373,6 +374,7 @@ where
             peer,
             local,
             activity: None,
+            forwarding: crate::forwarded::PeerValues::new(peer.ip(), scheme),
         });
         let svc = service_fn(move |req| proxy::serve(ctx.clone(), req));
         let mut builder = hyper::server::conn::http1::Builder::new();
@@ -399,5 +401,5 @@ where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     // Plain HTTP listeners speak HTTP/1.1 (h2c is not offered).
-    serve_http(base, io, false).await;
+    serve_http(base, io, false, "http").await;
 }

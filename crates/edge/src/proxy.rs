@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http::{Request, Response, StatusCode, Version};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
@@ -24,7 +24,8 @@ use crate::config::{HttpRoute, Redirect, RouteAction};
 use crate::hooks::{RequestInfo, RequestVerdict};
 use crate::io::{Activity, now_ms};
 use crate::lb::ServerState;
-use crate::runtime::{BackendRuntime, Runtime};
+use crate::runtime::Runtime;
+use crate::upstream::{ExchangeError, ServerPool, Upstream};
 use crate::{Shared, forwarded, route};
 
 /// A response body: from a server, or made here.
@@ -32,24 +33,56 @@ use crate::{Shared, forwarded, route};
 pub enum ProxyBody {
     /// Made by the gateway.
     Local(Option<Bytes>),
-    /// Streamed from a server; the guard keeps load accounting until the body ends.
-    Upstream(Incoming, InFlight),
+    /// Streamed from a server.
+    Upstream(Box<Streamed>),
+}
+
+/// A server's response body, with the connection it arrives on (driven while the body
+/// is read, returned to its pool once the body is complete).
+#[derive(Debug)]
+pub struct Streamed {
+    body: Incoming,
+    upstream: Option<Upstream>,
+    pool: Option<Arc<ServerPool>>,
+    guard: InFlight,
+}
+
+impl Streamed {
+    fn finish(&mut self) {
+        self.guard.release();
+        if let (Some(up), Some(pool)) = (self.upstream.take(), self.pool.take()) {
+            pool.checkin(up, now_ms());
+        }
+    }
+}
+
+impl Drop for Streamed {
+    fn drop(&mut self) {
+        // A body never polled to its end (HEAD, 204, 304, or a client that left): the
+        // connection is reusable only if the server's message is complete.
+        if self.body.is_end_stream() {
+            self.finish();
+        }
+    }
 }
 
 impl Body for ProxyBody {
     type Data = Bytes;
     type Error = hyper::Error;
 
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         match self.get_mut() {
             ProxyBody::Local(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            ProxyBody::Upstream(body, guard) => {
-                let r = Pin::new(body).poll_frame(cx);
+            ProxyBody::Upstream(s) => {
+                if let Some(up) = &mut s.upstream
+                    && !up.poll_conn(cx)
+                {
+                    // The connection ended; the body reports how (complete or cut).
+                    s.pool = None;
+                }
+                let r = Pin::new(&mut s.body).poll_frame(cx);
                 if let Poll::Ready(None) = r {
-                    guard.release();
+                    s.finish();
                 }
                 r
             }
@@ -59,7 +92,7 @@ impl Body for ProxyBody {
     fn is_end_stream(&self) -> bool {
         match self {
             ProxyBody::Local(b) => b.is_none(),
-            ProxyBody::Upstream(body, _) => body.is_end_stream(),
+            ProxyBody::Upstream(s) => s.body.is_end_stream(),
         }
     }
 
@@ -67,46 +100,7 @@ impl Body for ProxyBody {
         match self {
             ProxyBody::Local(Some(b)) => SizeHint::with_exact(b.len() as u64),
             ProxyBody::Local(None) => SizeHint::with_exact(0),
-            ProxyBody::Upstream(body, _) => body.size_hint(),
-        }
-    }
-}
-
-/// A request body going upstream: the client's, or empty (a retried request that had
-/// none).
-#[derive(Debug)]
-pub enum UpstreamBody {
-    /// Streamed from the client.
-    Client(Incoming),
-    /// No body.
-    Empty,
-}
-
-impl Body for UpstreamBody {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        match self.get_mut() {
-            UpstreamBody::Client(b) => Pin::new(b).poll_frame(cx),
-            UpstreamBody::Empty => Poll::Ready(None),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match self {
-            UpstreamBody::Client(b) => b.is_end_stream(),
-            UpstreamBody::Empty => true,
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self {
-            UpstreamBody::Client(b) => b.size_hint(),
-            UpstreamBody::Empty => SizeHint::with_exact(0),
+            ProxyBody::Upstream(s) => s.body.size_hint(),
         }
     }
 }
@@ -159,6 +153,8 @@ pub struct ConnContext {
     pub local: SocketAddr,
     /// Activity record (HTTP/2 idle tracking), if any.
     pub activity: Option<Arc<Activity>>,
+    /// Forwarding header values that depend only on the peer and scheme, made once.
+    pub forwarding: forwarded::PeerValues,
 }
 
 fn local(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
@@ -232,7 +228,7 @@ pub async fn serve(
     let (response, upstream) = match &route.action {
         RouteAction::Redirect(r) => (redirect(r, scheme, &req), None),
         RouteAction::Backend(bi) => {
-            forward(&ctx, &rt, route, *bi, scheme, host.as_deref(), req).await
+            forward(&ctx, &rt, route, *bi, req).await
         }
     };
     let status = response.status();
@@ -331,64 +327,36 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-fn idempotent(m: &Method) -> bool {
-    matches!(
-        *m,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
-    )
-}
-
-enum SendError {
-    /// The request never reached a server: safe to retry.
-    Connect,
-    /// The exchange failed after the request may have been sent.
+enum Failure {
+    /// No server could be reached (connect errors): 502.
+    Unreachable,
+    /// The exchange failed after the request may have reached the server: 502.
     Exchange,
-    /// No response headers in time.
+    /// No response headers in time: 504.
     Timeout,
 }
 
-async fn send(
-    backend: &BackendRuntime,
-    proxy_protocol: Option<(SocketAddr, SocketAddr)>,
-    si: usize,
-    req: Request<UpstreamBody>,
-    timeout: std::time::Duration,
-) -> Result<Response<Incoming>, SendError> {
-    let fut = async {
-        match proxy_protocol {
-            None => backend.client.request(req).await.map_err(|e| {
-                if e.is_connect() {
-                    SendError::Connect
-                } else {
-                    tracing::debug!(error = %e, "upstream exchange failed");
-                    SendError::Exchange
-                }
-            }),
-            Some((client, local)) => {
-                // One connection per request: it carries one client's address.
-                let header = crate::proxy_protocol::encode(client, local);
-                let io = backend
-                    .connector
-                    .connect(backend.addrs[si], Some(&header))
-                    .await
-                    .map_err(|_| SendError::Connect)?;
-                let (mut sender, conn) =
-                    hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io))
-                        .await
-                        .map_err(|_| SendError::Connect)?;
-                tokio::spawn(async move {
-                    let _ = conn.await;
-                });
-                sender
-                    .send_request(req)
-                    .await
-                    .map_err(|_| SendError::Exchange)
-            }
+/// Gets a connection to server `si`: an idle pooled one, or a new one.
+async fn connection(ctx: &ConnContext, rt: &Runtime, bi: usize, si: usize) -> Option<(Upstream, bool)> {
+    let backend = &rt.backends[bi];
+    let bcfg = &rt.config.backends[bi];
+    if bcfg.proxy_protocol {
+        // A connection carries one client's address: never pooled.
+        let header = crate::proxy_protocol::encode(ctx.peer, ctx.local);
+        return Upstream::open(&backend.connector, backend.addrs[si], Some(&header))
+            .await
+            .ok()
+            .map(|u| (u, false));
+    }
+    if let Some(up) = backend.pools[si].checkout(now_ms()) {
+        return Some((up, true));
+    }
+    match Upstream::open(&backend.connector, backend.addrs[si], None).await {
+        Ok(up) => Some((up, true)),
+        Err(e) => {
+            tracing::debug!(error = %e, server = %backend.addrs[si], "connect failed");
+            None
         }
-    };
-    match tokio::time::timeout(timeout, fut).await {
-        Ok(r) => r,
-        Err(_) => Err(SendError::Timeout),
     }
 }
 
@@ -397,8 +365,6 @@ async fn forward(
     rt: &Runtime,
     route: &HttpRoute,
     bi: usize,
-    scheme: &'static str,
-    host: Option<&str>,
     req: Request<Incoming>,
 ) -> (Response<ProxyBody>, Option<SocketAddr>) {
     let backend = &rt.backends[bi];
@@ -412,65 +378,51 @@ async fn forward(
         parts.headers.insert(header::HOST, v);
     }
     let trusted = crate::config::Cidr::any_contains(&rt.config.trusted_proxies, ctx.peer.ip());
-    forwarded::apply(&mut parts.headers, ctx.peer.ip(), scheme, host, trusted);
+    forwarded::apply(&mut parts.headers, &ctx.forwarding, trusted);
     if !route.request_headers.is_empty() {
         route.request_headers.apply(&mut parts.headers);
     }
-    let path_and_query = parts
-        .uri
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
-    let retryable = bcfg.retries > 0 && idempotent(&parts.method) && body.is_end_stream();
-    let saved = retryable.then(|| (parts.method.clone(), parts.headers.clone()));
-    let proxy_protocol = bcfg.proxy_protocol.then_some((ctx.peer, ctx.local));
-    let mut tried: Vec<usize> = Vec::new();
-    let mut next = Some((parts, UpstreamBody::Client(body)));
-    let attempts = if retryable { bcfg.retries + 1 } else { 1 };
-    let mut last_failure = StatusCode::SERVICE_UNAVAILABLE;
-    for _ in 0..attempts {
-        let random = rand::random::<u64>();
+    // Servers get origin-form targets.
+    if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
+        let pq = parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+        parts.uri = http::Uri::from(pq);
+    }
+    parts.version = Version::HTTP_11;
+    let mut req = Request::from_parts(parts, body);
+    let mut tried: [usize; 11] = [usize::MAX; 11];
+    let mut ntried = 0;
+    let mut failure = None;
+    // Requests whose bytes never left the gateway (connect failures, a pooled
+    // connection the server had closed) are tried again, on another server when the
+    // retry budget allows; a request that may have reached a server never is.
+    let attempts = bcfg.retries as usize + 1;
+    let mut stale_retries = 2;
+    while ntried < attempts {
         let Some(si) = backend
             .balancer
-            .pick(now_ms(), Some(ctx.peer.ip()), random, &tried)
+            .pick(now_ms(), Some(ctx.peer.ip()), rand::random::<u64>(), &tried[..ntried])
         else {
             break;
         };
-        tried.push(si);
-        let (mut parts, body) = match next.take() {
-            Some(p) => p,
-            None => match &saved {
-                // A retry: rebuild the request (no body, checked above).
-                Some((method, headers)) => {
-                    let (mut p, _) = Request::new(()).into_parts();
-                    p.method = method.clone();
-                    p.headers = headers.clone();
-                    (p, UpstreamBody::Empty)
-                }
-                None => break,
-            },
+        let server = &backend.balancer.servers()[si];
+        let Some((mut up, poolable)) = connection(ctx, rt, bi, si).await else {
+            tried[ntried] = si;
+            ntried += 1;
+            failure = Some(Failure::Unreachable);
+            if backend.balancer.report(si, false, now_ms()) {
+                tracing::warn!(backend = %bcfg.name, server = %backend.addrs[si], "server ejected after consecutive failures");
+            }
+            continue;
         };
-        let mut uri_parts = http::uri::Parts::default();
-        uri_parts.scheme = Some(http::uri::Scheme::HTTP);
-        uri_parts.authority = Some(backend.authorities[si].clone());
-        uri_parts.path_and_query = Some(path_and_query.clone());
-        parts.uri = Uri::from_parts(uri_parts).unwrap_or_default();
-        parts.version = Version::HTTP_11;
-        let server = backend.balancer.servers()[si].clone();
-        let guard = InFlight::new(Some(server), None);
-        let req = Request::from_parts(parts, body);
-        match send(
-            backend,
-            proxy_protocol,
-            si,
-            req,
-            rt.config.timeouts.server_response,
-        )
-        .await
-        {
-            Ok(resp) => {
-                let status = resp.status();
-                let failed = matches!(status.as_u16(), 502..=504);
+        let guard = InFlight::new(Some(server.clone()), None);
+        let sent = tokio::time::timeout(rt.config.timeouts.server_response, up.send(req)).await;
+        match sent {
+            Ok(Ok(resp)) => {
+                let failed = matches!(resp.status().as_u16(), 502..=504);
                 if backend.balancer.report(si, !failed, now_ms()) {
                     tracing::warn!(backend = %bcfg.name, server = %backend.addrs[si], "server ejected after consecutive failures");
                 }
@@ -479,44 +431,48 @@ async fn forward(
                 if !route.response_headers.is_empty() {
                     route.response_headers.apply(&mut rparts.headers);
                 }
+                let streamed = Streamed {
+                    body: rbody,
+                    upstream: Some(up),
+                    pool: poolable.then(|| backend.pools[si].clone()),
+                    guard,
+                };
                 return (
-                    Response::from_parts(rparts, ProxyBody::Upstream(rbody, guard)),
+                    Response::from_parts(rparts, ProxyBody::Upstream(Box::new(streamed))),
                     Some(backend.addrs[si]),
                 );
             }
-            Err(e) => {
-                drop(guard);
-                if backend.balancer.report(si, false, now_ms()) {
-                    tracing::warn!(backend = %bcfg.name, server = %backend.addrs[si], "server ejected after consecutive failures");
+            Ok(Err(ExchangeError::NotSent(back))) => {
+                // The connection was closed before the request went out: try a fresh
+                // connection (not counted against the server or the retry budget).
+                req = back;
+                if stale_retries == 0 {
+                    failure = Some(Failure::Unreachable);
+                    break;
                 }
-                match e {
-                    SendError::Connect => {
-                        tracing::debug!(backend = %bcfg.name, server = %backend.addrs[si], "connect failed");
-                        last_failure = StatusCode::BAD_GATEWAY;
-                        continue;
-                    }
-                    SendError::Exchange => {
-                        return (
-                            local(StatusCode::BAD_GATEWAY, "bad gateway\n"),
-                            Some(backend.addrs[si]),
-                        );
-                    }
-                    SendError::Timeout => {
-                        return (
-                            local(StatusCode::GATEWAY_TIMEOUT, "gateway timeout\n"),
-                            Some(backend.addrs[si]),
-                        );
-                    }
-                }
+                stale_retries -= 1;
+                continue;
+            }
+            Ok(Err(ExchangeError::Failed(e))) => {
+                tracing::debug!(error = %e, server = %backend.addrs[si], "exchange failed");
+                backend.balancer.report(si, false, now_ms());
+                failure = Some(Failure::Exchange);
+                return (fail(&failure), Some(backend.addrs[si]));
+            }
+            Err(_) => {
+                backend.balancer.report(si, false, now_ms());
+                failure = Some(Failure::Timeout);
+                return (fail(&failure), Some(backend.addrs[si]));
             }
         }
     }
-    if last_failure == StatusCode::BAD_GATEWAY {
-        (local(StatusCode::BAD_GATEWAY, "bad gateway\n"), None)
-    } else {
-        (
-            local(StatusCode::SERVICE_UNAVAILABLE, "no server available\n"),
-            None,
-        )
+    (fail(&failure), None)
+}
+
+fn fail(failure: &Option<Failure>) -> Response<ProxyBody> {
+    match failure {
+        None => local(StatusCode::SERVICE_UNAVAILABLE, "no server available\n"),
+        Some(Failure::Unreachable | Failure::Exchange) => local(StatusCode::BAD_GATEWAY, "bad gateway\n"),
+        Some(Failure::Timeout) => local(StatusCode::GATEWAY_TIMEOUT, "gateway timeout\n"),
     }
 }

@@ -15,7 +15,10 @@ use rampart_tls::{CertEntry, CertStore, Identity, RotatingTicketer, ServerSettin
 use crate::config::{Backend, CertKind, EdgeConfig, ServerAddress};
 use crate::lb::{Balancer, ServerState};
 use crate::metrics::{ListenerMetrics, Metrics, RouteMetrics};
-use crate::upstream::{Connector, PooledClient, pooled_client, upstream_tls};
+use crate::upstream::{Connector, ServerPool, upstream_tls};
+
+/// How long an idle server connection is kept.
+pub const UPSTREAM_IDLE: Duration = Duration::from_secs(60);
 
 /// A live listener config.
 #[derive(Debug)]
@@ -57,12 +60,10 @@ pub struct BackendRuntime {
     pub balancer: Balancer,
     /// Resolved server addresses, same order as the config.
     pub addrs: Vec<SocketAddr>,
-    /// `ip:port` authorities for request URIs.
-    pub authorities: Vec<http::uri::Authority>,
     /// Opens connections.
     pub connector: Connector,
-    /// Pooled HTTP client.
-    pub client: PooledClient,
+    /// Idle connections, per server (same order as `addrs`).
+    pub pools: Vec<Arc<ServerPool>>,
 }
 
 /// Everything a request needs, for one config revision.
@@ -370,22 +371,17 @@ async fn build_backend(
         })
         .collect();
     let weights = b.servers.iter().map(|s| s.weight).collect();
-    let authorities = addrs
-        .iter()
-        .map(|a| {
-            http::uri::Authority::try_from(a.to_string())
-                .unwrap_or_else(|_| http::uri::Authority::from_static("invalid"))
-        })
-        .collect();
     let connector = Connector {
         timeout: config.timeouts.connect,
         tls,
     };
     Ok(BackendRuntime {
         balancer: Balancer::new(b.balance, servers, weights, b.passive),
+        pools: addrs
+            .iter()
+            .map(|_| Arc::new(ServerPool::new(b.max_idle_per_server, UPSTREAM_IDLE)))
+            .collect(),
         addrs,
-        authorities,
-        client: pooled_client(connector.clone(), b.max_idle_per_server),
         connector,
     })
 }

@@ -1,6 +1,6 @@
 //! Connections to backend servers: TCP with a connect deadline, optional TLS verified
-//! against the backend's CA, optional PROXY protocol v2, and a pooled HTTP/1.1 client
-//! per backend.
+//! against the backend's CA, optional PROXY protocol v2, and pools of idle HTTP/1.1
+//! connections per server.
 
 use std::future::Future;
 use std::io;
@@ -10,10 +10,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use http::Uri;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::{Connected, Connection};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -78,12 +75,6 @@ impl AsyncWrite for UpstreamIo {
             UpstreamIo::Plain(s) => s.is_write_vectored(),
             UpstreamIo::Tls(s) => s.is_write_vectored(),
         }
-    }
-}
-
-impl Connection for UpstreamIo {
-    fn connected(&self) -> Connected {
-        Connected::new()
     }
 }
 
@@ -152,51 +143,167 @@ impl Connector {
     }
 }
 
-type ConnectFuture = Pin<Box<dyn Future<Output = io::Result<TokioIo<UpstreamIo>>> + Send>>;
+/// The request body sent upstream: the client's, streamed.
+pub type RequestBody = hyper::body::Incoming;
 
-impl tower_service::Service<Uri> for Connector {
-    type Response = TokioIo<UpstreamIo>;
-    type Error = io::Error;
-    type Future = ConnectFuture;
+/// One HTTP/1.1 connection to a server. The connection future is not spawned: the
+/// request that uses the connection drives it in its own task (no cross-task wake-ups
+/// per request), and an idle connection waits in its server's [`ServerPool`].
+pub struct Upstream {
+    sender: hyper::client::conn::http1::SendRequest<RequestBody>,
+    conn: hyper::client::conn::http1::Connection<TokioIo<UpstreamIo>, RequestBody>,
+    done: bool,
+    since_ms: u64,
+}
 
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream").field("done", &self.done).finish_non_exhaustive()
+    }
+}
+
+/// Why an exchange failed, and whether the request can be tried again.
+#[derive(Debug)]
+pub enum ExchangeError {
+    /// The request never left: it comes back for another try.
+    NotSent(http::Request<RequestBody>),
+    /// The request may have reached the server.
+    Failed(hyper::Error),
+}
+
+impl Upstream {
+    /// Opens a connection (TCP, optional PROXY header, optional TLS, HTTP/1.1
+    /// handshake) within the connector's deadline.
+    pub async fn open(connector: &Connector, addr: SocketAddr, proxy_header: Option<&[u8]>) -> io::Result<Upstream> {
+        let io = connector.connect(addr, proxy_header).await?;
+        let (sender, conn) = hyper::client::conn::http1::Builder::new()
+            .max_buf_size(256 * 1024)
+            .handshake(TokioIo::new(io))
+            .await
+            .map_err(io::Error::other)?;
+        Ok(Upstream {
+            sender,
+            conn,
+            done: false,
+            since_ms: 0,
+        })
     }
 
-    fn call(&mut self, uri: Uri) -> Self::Future {
-        let this = self.clone();
-        Box::pin(async move {
-            let addr: SocketAddr = uri
-                .authority()
-                .and_then(|a| a.as_str().parse().ok())
-                .ok_or_else(|| {
-                    io::Error::new(io::ErrorKind::InvalidInput, "server URI is not ip:port")
-                })?;
-            this.connect(addr, None).await.map(TokioIo::new)
+    /// Drives the connection; true while it is open.
+    pub fn poll_conn(&mut self, cx: &mut Context<'_>) -> bool {
+        if !self.done && Pin::new(&mut self.conn).poll(cx).is_ready() {
+            self.done = true;
+        }
+        !self.done
+    }
+
+    /// True when the connection is still open and can take a request, checked without
+    /// waiting (a server that closed an idle connection is noticed here).
+    pub fn usable(&mut self) -> bool {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        if !self.poll_conn(&mut cx) {
+            return false;
+        }
+        matches!(self.sender.poll_ready(&mut cx), Poll::Ready(Ok(())))
+    }
+
+    /// Sends a request and drives the connection until the response headers arrive.
+    pub async fn send(&mut self, req: http::Request<RequestBody>) -> Result<http::Response<hyper::body::Incoming>, ExchangeError> {
+        // Wait until the connection takes a request.
+        let ready = std::future::poll_fn(|cx| {
+            let open = self.poll_conn(cx);
+            match self.sender.poll_ready(cx) {
+                Poll::Ready(Ok(())) => Poll::Ready(true),
+                Poll::Ready(Err(_)) => Poll::Ready(false),
+                Poll::Pending if !open => Poll::Ready(false),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await;
+        if !ready {
+            return Err(ExchangeError::NotSent(req));
+        }
+        let Upstream { sender, conn, done, .. } = self;
+        let fut = sender.try_send_request(req);
+        let mut fut = std::pin::pin!(fut);
+        let result = std::future::poll_fn(|cx| {
+            if !*done && Pin::new(&mut *conn).poll(cx).is_ready() {
+                *done = true;
+            }
+            fut.as_mut().poll(cx)
+        })
+        .await;
+        result.map_err(|mut e| match e.take_message() {
+            Some(req) => ExchangeError::NotSent(req),
+            None => ExchangeError::Failed(e.into_error()),
         })
     }
 }
 
-/// The pooled client of one backend.
-pub type PooledClient = Client<Connector, crate::proxy::UpstreamBody>;
+/// Idle connections to one server, most recently used first.
+#[derive(Debug)]
+pub struct ServerPool {
+    idle: std::sync::Mutex<Vec<Upstream>>,
+    max_idle: usize,
+    idle_timeout_ms: u64,
+}
 
-/// Builds a pooled client.
-pub fn pooled_client(connector: Connector, max_idle_per_server: usize) -> PooledClient {
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(max_idle_per_server)
-        .pool_timer(TokioTimer::new())
-        .timer(TokioTimer::new())
-        .set_host(false)
-        .retry_canceled_requests(true)
-        .build(connector)
+impl ServerPool {
+    /// A pool keeping at most `max_idle` connections for at most `idle_timeout`.
+    pub fn new(max_idle: usize, idle_timeout: Duration) -> Self {
+        Self {
+            idle: std::sync::Mutex::new(Vec::new()),
+            max_idle,
+            idle_timeout_ms: idle_timeout.as_millis() as u64,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Upstream>> {
+        self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A usable idle connection, if any.
+    pub fn checkout(&self, now_ms: u64) -> Option<Upstream> {
+        loop {
+            let mut up = self.lock().pop()?;
+            if now_ms.saturating_sub(up.since_ms) < self.idle_timeout_ms && up.usable() {
+                return Some(up);
+            }
+        }
+    }
+
+    /// Returns a connection after a complete exchange.
+    pub fn checkin(&self, mut up: Upstream, now_ms: u64) {
+        if up.done || up.sender.is_closed() {
+            return;
+        }
+        up.since_ms = now_ms;
+        let mut idle = self.lock();
+        if idle.len() < self.max_idle {
+            idle.push(up);
+        }
+    }
+
+    /// Drops expired and closed connections.
+    pub fn sweep(&self, now_ms: u64) {
+        let mut idle = self.lock();
+        let timeout = self.idle_timeout_ms;
+        idle.retain_mut(|up| now_ms.saturating_sub(up.since_ms) < timeout && up.usable());
+    }
+
+    /// Idle connections held.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// True when no idle connection is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// Builds the TLS part of a connector from a CA file.
-pub fn upstream_tls(
-    ca_file: &std::path::Path,
-    server_name: Option<&str>,
-) -> Result<UpstreamTls, String> {
+pub fn upstream_tls(ca_file: &std::path::Path, server_name: Option<&str>) -> Result<UpstreamTls, String> {
     let roots = rampart_tls::load_roots(ca_file).map_err(|e| e.to_string())?;
     let mut settings = rampart_tls::ClientSettings::new(Arc::new(roots));
     settings.alpn = vec![b"http/1.1".to_vec()];
