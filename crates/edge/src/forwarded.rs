@@ -51,9 +51,11 @@ impl PeerValues {
 pub fn apply(headers: &mut HeaderMap, peer: &PeerValues, trusted: bool) {
     let host = headers.get(http::header::HOST).cloned();
     // `Forwarded` element for this hop, with host="..." when the Host is quotable.
-    let quotable = host
-        .as_ref()
-        .is_some_and(|h| h.as_bytes().iter().all(|b| b.is_ascii_graphic() && *b != b'"' && *b != b'\\'));
+    let quotable = host.as_ref().is_some_and(|h| {
+        h.as_bytes()
+            .iter()
+            .all(|b| b.is_ascii_graphic() && *b != b'"' && *b != b'\\')
+    });
     let node_len = peer.node.len() + host.as_ref().map_or(0, |h| h.len() + 8);
     let push_node = |buf: &mut BytesMut| {
         buf.put_slice(peer.node.as_bytes());
@@ -131,7 +133,10 @@ mod tests {
     fn hm(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
-            h.append(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+            h.append(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
         }
         h
     }
@@ -146,7 +151,11 @@ mod tests {
             ("x-real-ip", "6.6.6.6"),
             ("x-forwarded-host", "evil.test"),
         ]);
-        apply(&mut h, &PeerValues::new("192.0.2.7".parse().unwrap(), "https"), false);
+        apply(
+            &mut h,
+            &PeerValues::new("192.0.2.7".parse().unwrap(), "https"),
+            false,
+        );
         assert_eq!(h["x-forwarded-for"], "192.0.2.7");
         assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(h["x-forwarded-host"], "a.test");
@@ -163,7 +172,11 @@ mod tests {
             ("x-forwarded-proto", "https"),
             ("forwarded", "for=203.0.113.9"),
         ]);
-        apply(&mut h, &PeerValues::new("::ffff:10.0.0.2".parse().unwrap(), "http"), true);
+        apply(
+            &mut h,
+            &PeerValues::new("::ffff:10.0.0.2".parse().unwrap(), "http"),
+            true,
+        );
         assert_eq!(h["x-forwarded-for"], "203.0.113.9, 198.51.100.1, 10.0.0.2");
         assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(h["forwarded"], "for=203.0.113.9, for=10.0.0.2;proto=http");
@@ -172,7 +185,11 @@ mod tests {
     #[test]
     fn ipv6_is_quoted_and_odd_hosts_are_left_out() {
         let mut h = hm(&[("host", "a\"b")]);
-        apply(&mut h, &PeerValues::new("2001:db8::1".parse().unwrap(), "https"), false);
+        apply(
+            &mut h,
+            &PeerValues::new("2001:db8::1".parse().unwrap(), "https"),
+            false,
+        );
         assert_eq!(h["forwarded"], "for=\"[2001:db8::1]\";proto=https");
         assert_eq!(h["x-forwarded-for"], "2001:db8::1");
     }

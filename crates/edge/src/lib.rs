@@ -130,6 +130,8 @@ pub struct Shared {
     source: ConfigSource,
     /// Listener name to (configured address, bound address, stop signal).
     sockets: std::sync::Mutex<HashMap<String, BoundListener>>,
+    /// The data-path threads, one single-threaded runtime each.
+    workers: Vec<tokio::runtime::Handle>,
 }
 
 #[derive(Debug)]
@@ -187,6 +189,13 @@ pub enum StartError {
     /// The config is invalid or could not be made live.
     #[error("invalid configuration")]
     Invalid(#[from] Diagnostics),
+    /// The worker threads could not be started.
+    #[error("cannot start worker threads: {source}")]
+    Workers {
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// A socket could not be bound.
     #[error("cannot listen on {address}: {source}")]
     Bind {
@@ -216,6 +225,22 @@ impl Gateway {
     /// Loads the config, makes it live, binds every listener and the admin listener, and
     /// starts serving in the background (on the current tokio runtime).
     pub async fn start(source: ConfigSource, hooks: Hooks) -> Result<Gateway, StartError> {
+        Self::start_with(source, hooks, 0).await
+    }
+
+    /// [`Gateway::start`] with `workers` data-path threads (0: one per CPU).
+    ///
+    /// The data path is thread-per-core: each worker thread runs its own
+    /// single-threaded runtime and accepts on its own `SO_REUSEPORT` socket of every
+    /// listener, so a connection, its HTTP/2 streams and its server connections stay on
+    /// one thread (no work stealing, no cross-thread wake-ups), as HAProxy's threads
+    /// and nginx's workers do. Admin, health checks and reloads run on the caller's
+    /// runtime.
+    pub async fn start_with(
+        source: ConfigSource,
+        hooks: Hooks,
+        workers: usize,
+    ) -> Result<Gateway, StartError> {
         let src = source.read()?;
         let config = config::load(std::slice::from_ref(&src))?;
         let metrics = Metrics::default();
@@ -236,6 +261,7 @@ impl Gateway {
             reload_lock: Mutex::new(()),
             source,
             sockets: std::sync::Mutex::new(HashMap::new()),
+            workers: spawn_workers(workers).map_err(|source| StartError::Workers { source })?,
         });
         let gw = Gateway { shared };
         let rt = gw.shared.current.load_full();
@@ -273,7 +299,10 @@ impl Gateway {
     /// Binds the listeners of `rt` that are not bound yet (new names, or names whose
     /// address changed). The sockets start accepting in [`Self::activate`], once the
     /// config is live.
-    fn bind_new(&self, rt: &Runtime) -> Result<Vec<(String, TcpListener)>, StartError> {
+    fn bind_new(
+        &self,
+        rt: &Runtime,
+    ) -> Result<Vec<(String, Vec<std::net::TcpListener>)>, StartError> {
         let mut out = Vec::new();
         for l in &rt.config.listeners {
             if let Some(b) = self.lock_sockets().get(&l.name)
@@ -281,22 +310,27 @@ impl Gateway {
             {
                 continue;
             }
-            let listener = bind(l.address).map_err(|source| StartError::Bind {
-                address: l.address,
-                source,
-            })?;
-            out.push((l.name.clone(), listener));
+            let listeners =
+                bind(l.address, self.shared.workers.len()).map_err(|source| StartError::Bind {
+                    address: l.address,
+                    source,
+                })?;
+            out.push((l.name.clone(), listeners));
         }
         Ok(out)
     }
 
-    /// Starts accepting on freshly bound sockets; stops old sockets of the same name.
-    fn activate(&self, rt: &Runtime, sockets: Vec<(String, TcpListener)>) {
-        for (name, listener) in sockets {
+    /// Starts accepting on freshly bound sockets (one per worker); stops old sockets of
+    /// the same name.
+    fn activate(&self, rt: &Runtime, sockets: Vec<(String, Vec<std::net::TcpListener>)>) {
+        for (name, listeners) in sockets {
             let Some(l) = rt.config.listeners.iter().find(|l| l.name == name) else {
                 continue;
             };
-            let bound = listener.local_addr().unwrap_or(l.address);
+            let bound = listeners
+                .first()
+                .and_then(|s| s.local_addr().ok())
+                .unwrap_or(l.address);
             let (stop, stopped) = watch::channel(false);
             let old = self.lock_sockets().insert(
                 name.clone(),
@@ -309,17 +343,23 @@ impl Gateway {
             if let Some(BoundListener { stop: Some(s), .. }) = old {
                 let _ = s.send(true);
             }
-            tokio::spawn(listener::accept_loop(
-                self.shared.clone(),
-                listener,
-                Arc::from(name.as_str()),
-                stopped,
-            ));
+            let key: Arc<str> = Arc::from(name.as_str());
+            for (socket, worker) in listeners.into_iter().zip(self.shared.workers.iter()) {
+                let (shared, key, stopped) = (self.shared.clone(), key.clone(), stopped.clone());
+                worker.spawn(async move {
+                    match TcpListener::from_std(socket) {
+                        Ok(l) => listener::accept_loop(shared, l, key, stopped).await,
+                        Err(e) => {
+                            tracing::error!(error = %e, listener = %key, "cannot register listener")
+                        }
+                    }
+                });
+            }
         }
     }
 
     /// The bound address of each listener by name (useful with port 0), and of the
-    /// admin listener under `"admin"`.
+    /// admin listener under [`ADMIN`].
     pub fn bound_addresses(&self) -> HashMap<String, SocketAddr> {
         self.lock_sockets()
             .iter()
@@ -437,21 +477,56 @@ impl Gateway {
     }
 }
 
-fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = match addr {
-        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
-        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+/// Binds `n` sockets to `addr` with `SO_REUSEPORT` (the kernel spreads connections
+/// over them); with port 0 the first picks the port and the others join it.
+fn bind(addr: SocketAddr, n: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let mut out = Vec::with_capacity(n);
+    let mut at = addr;
+    for _ in 0..n.max(1) {
+        let socket = Socket::new(Domain::for_address(at), Type::STREAM, Some(Protocol::TCP))?;
+        socket.set_reuse_address(true)?;
+        socket.set_reuse_port(true)?;
+        socket.set_tcp_nodelay(true)?;
+        socket.set_nonblocking(true)?;
+        socket.bind(&at.into())?;
+        socket.listen(4096)?;
+        let l: std::net::TcpListener = socket.into();
+        at = l.local_addr()?;
+        out.push(l);
+    }
+    Ok(out)
+}
+
+/// Starts `n` worker threads (0: one per CPU), each driving a single-threaded runtime
+/// for the life of the process.
+fn spawn_workers(n: usize) -> std::io::Result<Vec<tokio::runtime::Handle>> {
+    let n = if n == 0 {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    } else {
+        n
     };
-    socket.set_reuseaddr(true)?;
-    socket.set_nodelay(true)?;
-    socket.bind(addr)?;
-    socket.listen(4096)
+    let mut handles = Vec::with_capacity(n);
+    for i in 0..n {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        handles.push(rt.handle().clone());
+        std::thread::Builder::new()
+            .name(format!("rampart-edge-{i}"))
+            .spawn(move || rt.block_on(std::future::pending::<()>()))?;
+    }
+    Ok(handles)
 }
 
 fn start_background(rt: &Arc<Runtime>) {
     health::spawn_checks(rt);
     // Idle server connections: drop expired ones and those the server closed.
-    let pools: Vec<_> = rt.backends.iter().flat_map(|b| b.pools.iter().cloned()).collect();
+    let pools: Vec<_> = rt
+        .backends
+        .iter()
+        .flat_map(|b| b.pools.iter().cloned())
+        .collect();
     if !pools.is_empty() {
         let mut stop = rt.stopped();
         tokio::spawn(async move {

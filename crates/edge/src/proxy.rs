@@ -70,7 +70,10 @@ impl Body for ProxyBody {
     type Data = Bytes;
     type Error = hyper::Error;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         match self.get_mut() {
             ProxyBody::Local(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             ProxyBody::Upstream(s) => {
@@ -227,9 +230,7 @@ pub async fn serve(
     let scheme = rt.listeners[li].scheme;
     let (response, upstream) = match &route.action {
         RouteAction::Redirect(r) => (redirect(r, scheme, &req), None),
-        RouteAction::Backend(bi) => {
-            forward(&ctx, &rt, route, *bi, req).await
-        }
+        RouteAction::Backend(bi) => forward(&ctx, &rt, route, *bi, req).await,
     };
     let status = response.status();
     route_metrics.record(status.as_u16(), started.elapsed());
@@ -337,7 +338,12 @@ enum Failure {
 }
 
 /// Gets a connection to server `si`: an idle pooled one, or a new one.
-async fn connection(ctx: &ConnContext, rt: &Runtime, bi: usize, si: usize) -> Option<(Upstream, bool)> {
+async fn connection(
+    ctx: &ConnContext,
+    rt: &Runtime,
+    bi: usize,
+    si: usize,
+) -> Option<(Upstream, bool)> {
     let backend = &rt.backends[bi];
     let bcfg = &rt.config.backends[bi];
     if bcfg.proxy_protocol {
@@ -402,10 +408,12 @@ async fn forward(
     let attempts = bcfg.retries as usize + 1;
     let mut stale_retries = 2;
     while ntried < attempts {
-        let Some(si) = backend
-            .balancer
-            .pick(now_ms(), Some(ctx.peer.ip()), rand::random::<u64>(), &tried[..ntried])
-        else {
+        let Some(si) = backend.balancer.pick(
+            now_ms(),
+            Some(ctx.peer.ip()),
+            rand::random::<u64>(),
+            &tried[..ntried],
+        ) else {
             break;
         };
         let server = &backend.balancer.servers()[si];
@@ -472,7 +480,9 @@ async fn forward(
 fn fail(failure: &Option<Failure>) -> Response<ProxyBody> {
     match failure {
         None => local(StatusCode::SERVICE_UNAVAILABLE, "no server available\n"),
-        Some(Failure::Unreachable | Failure::Exchange) => local(StatusCode::BAD_GATEWAY, "bad gateway\n"),
+        Some(Failure::Unreachable | Failure::Exchange) => {
+            local(StatusCode::BAD_GATEWAY, "bad gateway\n")
+        }
         Some(Failure::Timeout) => local(StatusCode::GATEWAY_TIMEOUT, "gateway timeout\n"),
     }
 }

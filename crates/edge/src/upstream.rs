@@ -158,7 +158,9 @@ pub struct Upstream {
 
 impl std::fmt::Debug for Upstream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Upstream").field("done", &self.done).finish_non_exhaustive()
+        f.debug_struct("Upstream")
+            .field("done", &self.done)
+            .finish_non_exhaustive()
     }
 }
 
@@ -174,7 +176,11 @@ pub enum ExchangeError {
 impl Upstream {
     /// Opens a connection (TCP, optional PROXY header, optional TLS, HTTP/1.1
     /// handshake) within the connector's deadline.
-    pub async fn open(connector: &Connector, addr: SocketAddr, proxy_header: Option<&[u8]>) -> io::Result<Upstream> {
+    pub async fn open(
+        connector: &Connector,
+        addr: SocketAddr,
+        proxy_header: Option<&[u8]>,
+    ) -> io::Result<Upstream> {
         let io = connector.connect(addr, proxy_header).await?;
         let (sender, conn) = hyper::client::conn::http1::Builder::new()
             .max_buf_size(256 * 1024)
@@ -208,7 +214,10 @@ impl Upstream {
     }
 
     /// Sends a request and drives the connection until the response headers arrive.
-    pub async fn send(&mut self, req: http::Request<RequestBody>) -> Result<http::Response<hyper::body::Incoming>, ExchangeError> {
+    pub async fn send(
+        &mut self,
+        req: http::Request<RequestBody>,
+    ) -> Result<http::Response<hyper::body::Incoming>, ExchangeError> {
         // Wait until the connection takes a request.
         let ready = std::future::poll_fn(|cx| {
             let open = self.poll_conn(cx);
@@ -223,7 +232,9 @@ impl Upstream {
         if !ready {
             return Err(ExchangeError::NotSent(req));
         }
-        let Upstream { sender, conn, done, .. } = self;
+        let Upstream {
+            sender, conn, done, ..
+        } = self;
         let fut = sender.try_send_request(req);
         let mut fut = std::pin::pin!(fut);
         let result = std::future::poll_fn(|cx| {
@@ -259,7 +270,9 @@ impl ServerPool {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Upstream>> {
-        self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// A usable idle connection, if any.
@@ -303,7 +316,10 @@ impl ServerPool {
 }
 
 /// Builds the TLS part of a connector from a CA file.
-pub fn upstream_tls(ca_file: &std::path::Path, server_name: Option<&str>) -> Result<UpstreamTls, String> {
+pub fn upstream_tls(
+    ca_file: &std::path::Path,
+    server_name: Option<&str>,
+) -> Result<UpstreamTls, String> {
     let roots = rampart_tls::load_roots(ca_file).map_err(|e| e.to_string())?;
     let mut settings = rampart_tls::ClientSettings::new(Arc::new(roots));
     settings.alpn = vec![b"http/1.1".to_vec()];

@@ -39,7 +39,7 @@ pub(crate) struct EdgeArgs {
     /// Validate the config and exit.
     #[arg(long)]
     check: bool,
-    /// Worker threads (default: one per CPU).
+    /// Data-path worker threads (default: one per CPU).
     #[arg(long)]
     threads: Option<usize>,
     /// Log format on standard error: text or json. Access logs always go to standard
@@ -129,14 +129,12 @@ fn init_logging(format: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn runtime(threads: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
-    let mut b = tokio::runtime::Builder::new_multi_thread();
-    b.enable_all();
-    if let Some(n) = threads {
-        anyhow::ensure!(n >= 1, "--threads must be at least 1");
-        b.worker_threads(n);
-    }
-    Ok(b.build()?)
+/// The control runtime (admin listener, health checks, reloads, signals); the data path
+/// runs on the gateway's own worker threads.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
 }
 
 fn print_started(gw: &Gateway, title: &str) -> anyhow::Result<()> {
@@ -195,9 +193,13 @@ pub(crate) fn run_edge(args: EdgeArgs) -> Outcome {
         return Ok(ExitCode::SUCCESS);
     }
     init_logging(&args.log_format)?;
-    let rt = runtime(args.threads)?;
+    if args.threads == Some(0) {
+        anyhow::bail!("--threads must be at least 1");
+    }
+    let workers = args.threads.unwrap_or(0);
+    let rt = runtime()?;
     rt.block_on(async move {
-        let gw = Gateway::start(source, Hooks::default())
+        let gw = Gateway::start_with(source, Hooks::default(), workers)
             .await
             .map_err(start_error)?;
         print_started(&gw, "rampart edge: serving")?;
@@ -219,7 +221,7 @@ fn start_error(e: rampart_edge::StartError) -> anyhow::Error {
 
 pub(crate) fn run_up(args: UpArgs) -> Outcome {
     init_logging("text")?;
-    let rt = runtime(None)?;
+    let rt = runtime()?;
     rt.block_on(async move {
         let demo = rampart_edge::demo::spawn("127.0.0.1:0".parse()?, "demo")
             .await
