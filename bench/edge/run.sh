@@ -87,7 +87,7 @@ nginx -c "$W/nginx.conf"
 
 cat > "$W/haproxy.cfg" <<HAP
 global
-  nbthread 2
+  nbthread ${HAPROXY_THREADS:-2}
   maxconn 9000
   ssl-default-bind-options ssl-min-ver TLSv1.2
   tune.ssl.default-dh-param 2048
@@ -130,7 +130,7 @@ RAM
 start_proxy() {
   case "$1" in
     haproxy) setsid haproxy -f "$W/haproxy.cfg" -db >"$W/haproxy.log" 2>&1 & ;;
-    rampart) setsid "$RAMPART" edge --config "$W/rampart.yaml" >"$W/rampart.log" 2>&1 & ;;
+    rampart) setsid "$RAMPART" edge --config "$W/rampart.yaml" ${RAMPART_THREADS:+--threads $RAMPART_THREADS} >"$W/rampart.log" 2>&1 & ;;
   esac
   PROXY_PID=$!
   PIDS+=("$PROXY_PID")
@@ -228,13 +228,15 @@ run_mem() {
   record "$1" "$2" mem "$(awk -v a="$before" -v b="$after" -v n="${est:-1000}" 'BEGIN{printf "%.1f", (b-a)/n}')" "-" "-"
 }
 
+# For experiments: PROXIES="rampart" TESTS="h2 mem" bench/edge/run.sh ...
+PROXIES=${PROXIES:-haproxy rampart}
+TESTS=${TESTS:-h1 h2 hsfull hsres mem}
 for run in $(seq "$RUNS"); do
-  for proxy in haproxy rampart; do
+  for proxy in $PROXIES; do
     echo "run $run: $proxy" >&2
     start_proxy "$proxy"
     curl -sk "https://$FRONT/" | grep -q "Hello from nginx" || { echo "$proxy does not proxy" >&2; exit 1; }
-    run_h1 "$proxy" "$run"; run_h2 "$proxy" "$run"; run_hsfull "$proxy" "$run"; run_hsres "$proxy" "$run"
-    run_mem "$proxy" "$run"
+    for t in $TESTS; do "run_$t" "$proxy" "$run"; done
     stop_proxy
   done
 done

@@ -78,13 +78,14 @@ pub(crate) async fn accept_loop(
         let conn_guard = shared.connections.enter();
         let shared = shared.clone();
         let key = key.clone();
-        tokio::spawn(async move {
+        let fut = async move {
             lm.active_connections.fetch_add(1, Ordering::Relaxed);
             let _token = token;
             handle(shared, rt, li, stream, peer, key, &lm).await;
             lm.active_connections.fetch_sub(1, Ordering::Relaxed);
             drop(conn_guard);
-        });
+        };
+        tokio::spawn(fut);
     }
 }
 
@@ -122,7 +123,7 @@ async fn handle(
             lm.refused.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        match read_proxy_header(&mut stream, &mut buf, deadline).await {
+        match Box::pin(read_proxy_header(&mut stream, &mut buf, deadline)).await {
             Some(Some((client, _))) => peer = client,
             Some(None) => {}
             None => {
@@ -142,7 +143,7 @@ async fn handle(
     let needs_sni = !lcfg.tcp_routes.is_empty()
         && (lcfg.mode == Mode::Http || lcfg.tcp_routes.iter().any(|r| !r.sni.is_empty()));
     if needs_sni {
-        let name = match peek_sni(&mut stream, &mut buf, deadline).await {
+        let name = match Box::pin(peek_sni(&mut stream, &mut buf, deadline)).await {
             Some(name) => name,
             None if lcfg.mode == Mode::Tcp => None,
             None => {
@@ -163,7 +164,7 @@ async fn handle(
         });
         if let Some(ri) = chosen {
             lm.passthrough.fetch_add(1, Ordering::Relaxed);
-            passthrough(&rt, lcfg.tcp_routes[ri].backend, stream, buf, peer, local).await;
+            Box::pin(passthrough(&rt, lcfg.tcp_routes[ri].backend, stream, buf, peer, local)).await;
             return;
         }
         if lcfg.mode == Mode::Tcp {
@@ -174,7 +175,7 @@ async fn handle(
     } else if lcfg.mode == Mode::Tcp {
         if let Some(route) = lcfg.tcp_routes.first() {
             lm.passthrough.fetch_add(1, Ordering::Relaxed);
-            passthrough(&rt, route.backend, stream, buf, peer, local).await;
+            Box::pin(passthrough(&rt, route.backend, stream, buf, peer, local)).await;
         }
         return;
     }
@@ -183,7 +184,7 @@ async fn handle(
     let io = Prefixed::new(buf, stream);
     match &rt.listeners[li].tls {
         Some(tls) => {
-            let accepted = tokio::time::timeout_at(deadline, tls.acceptor.accept(io)).await;
+            let accepted = Box::pin(tokio::time::timeout_at(deadline, tls.acceptor.accept(io))).await;
             let tls_stream = match accepted {
                 Ok(Ok(s)) => s,
                 _ => {
@@ -200,11 +201,11 @@ async fn handle(
             };
             let h2 = conn.alpn_protocol() == Some(b"h2");
             drop(rt);
-            serve_http(ctx_base, tls_stream, h2, "https").await;
+            Box::pin(serve_http(ctx_base, tls_stream, h2, "https")).await;
         }
         None => {
             drop(rt);
-            serve_http_plain(ctx_base, io).await;
+            Box::pin(serve_http_plain(ctx_base, io)).await;
         }
     }
 }
@@ -355,8 +356,8 @@ where
             .initial_stream_window_size(1 << 20)
             .initial_connection_window_size(2 << 20)
             .max_send_buf_size(256 * 1024);
-        let conn = builder.serve_connection(TokioIo::new(Tracked::new(io, activity.clone())), svc);
-        tokio::pin!(conn);
+        // Boxed: the connection future is only as large as the protocol it serves.
+        let mut conn = Box::pin(builder.serve_connection(TokioIo::new(Tracked::new(io, activity.clone())), svc));
         tokio::select! {
             _ = conn.as_mut() => return,
             _ = activity.idle(timeouts.client_header, timeouts.idle) => {
@@ -384,8 +385,7 @@ where
             .max_buf_size(limits.max_header_bytes.max(8192))
             .max_headers(limits.max_headers)
             .keep_alive(true);
-        let conn = builder.serve_connection(TokioIo::new(io), svc);
-        tokio::pin!(conn);
+        let mut conn = Box::pin(builder.serve_connection(TokioIo::new(io), svc));
         tokio::select! {
             _ = conn.as_mut() => return,
             _ = shutdown.changed() => {
