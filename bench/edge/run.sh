@@ -6,10 +6,11 @@
 # Tests, each run for both proxies in turn, RUNS times, alternating:
 #   h1      HTTPS/1.1 keep-alive: wrk -t1 -c50 -d${DURATION}s --latency
 #   h2      HTTP/2: h2load -c50 -m10 -D${DURATION} (1 s warm-up)
-#   hsfull  full TLS handshakes: back-to-back h2load processes, 100 clients x 1 request
-#           each (a new process has no session to resume)
-#   hsres   resumed handshakes: wrk with "Connection: close" (wrk resumes its session)
-#   mem     RSS per idle TLS connection: 1000 connections holding an unfinished header
+#   hsfull  full TLS handshakes/s: handshake_load (rustls client, 50 clients, one
+#           request per connection, no resumption)
+#   hsres   resumed TLS handshakes/s: the same with session tickets
+#   mem     RSS per idle TLS connection: 1000 connections holding an unfinished header,
+#           measured first in a freshly started proxy
 # CPU seconds used by each proxy's process group are recorded, so per-core rates
 # (req/s / proxy cores) can be compared too: load generator, backend and proxy share
 # the machine's cores.
@@ -41,7 +42,9 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 cargo build --release -p rampart >/dev/null
+cargo build --release -p rampart-edge --example handshake_load >/dev/null
 RAMPART=$ROOT/target/release/rampart
+LOAD=$ROOT/target/release/examples/handshake_load
 
 W=$(mktemp -d /tmp/rampart-bench-edge-XXXXXX)
 chmod 711 "$W"   # nginx workers (www-data) read $W/www
@@ -192,26 +195,21 @@ run_h2() {
   p99=$(awk '/^time for request:/{v=$6; if (v ~ /us$/) {sub(/us/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v=v*1000}; print v}' <<<"$out")
   record "$1" "$2" h2 "$rps" "$p99" "$(awk -v a="$c0" -v b="$c1" -v hz="$HZ" -v t0="$t0" -v t1="$t1" 'BEGIN{printf "%.2f", (b-a)/hz/(t1-t0)}')"
 }
-run_hsfull() {
-  local c0 c1 t0 t1 conns=0 end
-  t0=$(date +%s.%N); c0=$(cpu_ticks)
-  end=$(( $(date +%s) + DURATION ))
-  while [ "$(date +%s)" -lt "$end" ]; do
-    n=$(h2load -n100 -c100 "https://$FRONT/" 2>/dev/null | awk '/^requests:/{print $8}')
-    conns=$((conns + ${n:-0}))
-  done
-  c1=$(cpu_ticks); t1=$(date +%s.%N)
-  record "$1" "$2" hsfull "$(awk -v n="$conns" -v t0="$t0" -v t1="$t1" 'BEGIN{printf "%.0f", n/(t1-t0)}')" "-" \
-    "$(awk -v a="$c0" -v b="$c1" -v hz="$HZ" -v t0="$t0" -v t1="$t1" 'BEGIN{printf "%.2f", (b-a)/hz/(t1-t0)}')"
+# Handshakes: a rustls client (crates/edge/examples/handshake_load.rs) that skips
+# certificate verification so that the client, which shares the cores, stays cheap;
+# one request per connection, Connection: close. "full" never resumes; "resumed"
+# resumes every connection after the first with a ticket.
+run_hs() {
+  local c0 c1 out rate
+  c0=$(cpu_ticks); local t0; t0=$(date +%s.%N)
+  out=$("$LOAD" "$FRONT" "$DURATION" 50 "$3")
+  c1=$(cpu_ticks); local t1; t1=$(date +%s.%N)
+  rate=$(awk '{print $4}' <<<"$out")
+  echo "$1 $3: $out" >&2
+  record "$1" "$2" "$4" "$rate" "-" "$(awk -v a="$c0" -v b="$c1" -v hz="$HZ" -v t0="$t0" -v t1="$t1" 'BEGIN{printf "%.2f", (b-a)/hz/(t1-t0)}')"
 }
-run_hsres() {
-  local c0 c1 out rps
-  c0=$(cpu_ticks)
-  out=$(wrk -t1 -c50 -d"${DURATION}s" -H 'Connection: close' "https://$FRONT/")
-  c1=$(cpu_ticks)
-  rps=$(awk '/Requests\/sec/{print $2}' <<<"$out")
-  record "$1" "$2" hsres "$rps" "-" "$(awk -v a="$c0" -v b="$c1" -v hz="$HZ" -v d="$DURATION" 'BEGIN{printf "%.2f", (b-a)/hz/d}')"
-}
+run_hsfull() { run_hs "$1" "$2" full hsfull; }
+run_hsres() { run_hs "$1" "$2" resumed hsres; }
 run_mem() {
   local before after out
   sleep 1
@@ -230,7 +228,8 @@ run_mem() {
 
 # For experiments: PROXIES="rampart" TESTS="h2 mem" bench/edge/run.sh ...
 PROXIES=${PROXIES:-haproxy rampart}
-TESTS=${TESTS:-h1 h2 hsfull hsres mem}
+# mem first: it measures a fresh process.
+TESTS=${TESTS:-mem h1 h2 hsfull hsres}
 for run in $(seq "$RUNS"); do
   for proxy in $PROXIES; do
     echo "run $run: $proxy" >&2
@@ -256,9 +255,9 @@ def med(v):
     return statistics.median(v) if v else float("nan")
 tests = [("h1", "HTTPS/1.1 keep-alive req/s (wrk -c50)", True),
          ("h2", "HTTP/2 req/s (h2load -c50 -m10)", True),
-         ("hsfull", "full TLS handshakes/s (new h2load processes, 1 req per conn)", True),
-         ("hsres", "resumed TLS handshakes/s (wrk, Connection: close)", True),
-         ("mem", "RSS per idle TLS connection, kB (1000 held, unfinished header)", False)]
+         ("hsfull", "full TLS handshakes/s (rustls client, 1 req per conn)", True),
+         ("hsres", "resumed TLS handshakes/s (tickets, 1 req per conn)", True),
+         ("mem", "RSS per idle TLS connection, kB (1000 held, unfinished header, fresh process)", False)]
 lines = []
 lines.append("| test | HAProxy (median) | Rampart (median) | ratio Rampart/HAProxy | HAProxy runs | Rampart runs | per proxy core: HAProxy / Rampart / ratio |")
 lines.append("|---|---|---|---|---|---|---|")

@@ -164,7 +164,15 @@ async fn handle(
         });
         if let Some(ri) = chosen {
             lm.passthrough.fetch_add(1, Ordering::Relaxed);
-            Box::pin(passthrough(&rt, lcfg.tcp_routes[ri].backend, stream, buf, peer, local)).await;
+            Box::pin(passthrough(
+                &rt,
+                lcfg.tcp_routes[ri].backend,
+                stream,
+                buf,
+                peer,
+                local,
+            ))
+            .await;
             return;
         }
         if lcfg.mode == Mode::Tcp {
@@ -184,7 +192,8 @@ async fn handle(
     let io = Prefixed::new(buf, stream);
     match &rt.listeners[li].tls {
         Some(tls) => {
-            let accepted = Box::pin(tokio::time::timeout_at(deadline, tls.acceptor.accept(io))).await;
+            let accepted =
+                Box::pin(tokio::time::timeout_at(deadline, tls.acceptor.accept(io))).await;
             let tls_stream = match accepted {
                 Ok(Ok(s)) => s,
                 _ => {
@@ -357,7 +366,9 @@ where
             .initial_connection_window_size(2 << 20)
             .max_send_buf_size(256 * 1024);
         // Boxed: the connection future is only as large as the protocol it serves.
-        let mut conn = Box::pin(builder.serve_connection(TokioIo::new(Tracked::new(io, activity.clone())), svc));
+        let mut conn = Box::pin(
+            builder.serve_connection(TokioIo::new(Tracked::new(io, activity.clone())), svc),
+        );
         tokio::select! {
             _ = conn.as_mut() => return,
             _ = activity.idle(timeouts.client_header, timeouts.idle) => {

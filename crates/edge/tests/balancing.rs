@@ -268,3 +268,114 @@ async fn no_retry_without_budget_gives_502() {
     assert_eq!(r.status, 502);
     assert_eq!(r.body, "bad gateway\n");
 }
+
+/// A server that closes every connection right after its response (without saying so):
+/// the pooled connection is dead when the next request comes, and the gateway must
+/// notice and use a fresh one rather than fail the request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pooled_connections_closed_by_the_server_are_not_reused() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server = listener.local_addr().unwrap();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                continue;
+            };
+            count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let mut got = Vec::new();
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = s
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\nx-served-by: closer\r\n\r\nok\n",
+                    )
+                    .await;
+                // Close without "Connection: close".
+            });
+        }
+    });
+    let dir = tempdir();
+    let cfg = format!("      servers:\n        - {{address: \"{server}\"}}");
+    let gw = start(&write(dir.path(), &cfg, "")).await;
+    let web = addr(&gw, "web");
+    // Sequential requests on one client connection, so that each finds the previous
+    // (now closed) server connection in the pool.
+    let tcp = tokio::net::TcpStream::connect(web).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    for _ in 0..20 {
+        send.ready().await.unwrap();
+        let req = http::Request::get("/")
+            .header("host", "lb.test")
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let resp = send.send_request(req).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::Relaxed), 20);
+}
+
+/// A keep-alive server: its connections are pooled and reused across client
+/// connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_connections_are_reused() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server = listener.local_addr().unwrap();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                continue;
+            };
+            count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let mut got = Vec::new();
+                loop {
+                    while let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                        got.drain(..end + 4);
+                        if s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nok\n")
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+            });
+        }
+    });
+    let dir = tempdir();
+    let cfg = format!("      servers:\n        - {{address: \"{server}\"}}");
+    let gw = start(&write(dir.path(), &cfg, "")).await;
+    let web = addr(&gw, "web");
+    for _ in 0..30 {
+        // A new client connection each time, one request each, one after another.
+        assert_eq!(
+            http_get(web, "lb.test", "/", &[]).await.unwrap().status,
+            200
+        );
+    }
+    // One pool per server, shared by the worker threads: a handful of server
+    // connections at most, far fewer than 30.
+    let n = accepted.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(n <= 3, "{n} server connections for 30 sequential requests");
+}

@@ -358,7 +358,7 @@ pub struct Backend {
     pub tls: Option<BackendTls>,
     /// Send a PROXY protocol v2 header on each new server connection.
     pub proxy_protocol: bool,
-    /// Idle pooled connections kept per server.
+    /// Idle pooled connections kept per server (1024).
     pub max_idle_per_server: usize,
 }
 

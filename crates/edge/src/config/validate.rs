@@ -933,7 +933,7 @@ fn backend(rb: &RawBackend, p: &FieldPath, errs: &mut ObjectErrors<'_>) -> Backe
             }
         }
     });
-    let max_idle = rb.max_idle_per_server.unwrap_or(256);
+    let max_idle = rb.max_idle_per_server.unwrap_or(1024);
     if max_idle > 10_000 {
         errs.push(&p.field("maxIdlePerServer"), "must be at most 10000");
     }
