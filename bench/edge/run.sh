@@ -93,6 +93,8 @@ global
   nbthread ${HAPROXY_THREADS:-2}
   maxconn 9000
   ssl-default-bind-options ssl-min-ver TLSv1.2
+  # The same TLS 1.3 suite order as Rampart (Mozilla's): AES-128-GCM first.
+  ssl-default-bind-ciphersuites TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256
   tune.ssl.default-dh-param 2048
 defaults
   mode http

@@ -15,6 +15,7 @@ struct Outcome {
     leaf_names_fp: rampart_tls::Fingerprint,
     alpn: Option<Vec<u8>>,
     version: Option<rustls::ProtocolVersion>,
+    suite: Option<rustls::CipherSuite>,
     resumed: bool,
 }
 
@@ -57,6 +58,7 @@ fn handshake(
         leaf_names_fp: rampart_tls::Fingerprint::of(leaf.as_ref()),
         alpn: c.alpn_protocol().map(<[u8]>::to_vec),
         version: c.protocol_version(),
+        suite: c.negotiated_cipher_suite().map(|s| s.suite()),
         resumed: matches!(c.handshake_kind(), Some(rustls::HandshakeKind::Resumed)),
     })
 }
@@ -94,6 +96,7 @@ fn sni_alpn_and_resumption() {
     assert_eq!(first.alpn.as_deref(), Some(&b"h2"[..]));
     assert_eq!(first.version, Some(rustls::ProtocolVersion::TLSv1_3));
     assert!(!first.resumed);
+    assert_eq!(first.suite, Some(rustls::CipherSuite::TLS13_AES_128_GCM_SHA256));
 
     let wild = handshake(&server, &client, "shop.apps.test").unwrap();
     assert_eq!(wild.leaf_names_fp, w.identity.fingerprint());
