@@ -10,7 +10,7 @@
 //! - passes TLS through untouched by SNI (read from the ClientHello) or by port;
 //! - balances over servers (round robin, least connections, power of two choices,
 //!   consistent hash), with active health checks, passive ejection, retries of
-//!   idempotent requests after connect failures, pooled keep-alive connections,
+//!   requests that could not be sent (connect failures), pooled keep-alive connections,
 //!   optional TLS and PROXY protocol v2 towards servers, and PROXY v2 accepted from a
 //!   trusted balancer in front;
 //! - reloads its config on demand ([`Gateway::reload`]: SIGHUP and file changes in

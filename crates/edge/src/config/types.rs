@@ -352,7 +352,8 @@ pub struct Backend {
     pub health_check: Option<HealthCheck>,
     /// Passive ejection.
     pub passive: PassiveEjection,
-    /// Extra tries on another server after a connect failure (idempotent requests).
+    /// Extra tries on another server when a request could not be sent (a failed
+    /// connect); requests that may have reached a server are never retried.
     pub retries: u32,
     /// TLS to the servers.
     pub tls: Option<BackendTls>,
