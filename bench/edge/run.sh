@@ -57,8 +57,11 @@ cleanup() {
 trap cleanup EXIT
 
 BACKEND=127.0.0.1:18080
-FRONT=127.0.0.1:18443
-for port in 18080 18443; do
+# Each proxy has its own port so that both can run at once: tests alternate between
+# them a few seconds apart rather than a minute apart.
+FRONT_haproxy=127.0.0.1:18443
+FRONT_rampart=127.0.0.1:18444
+for port in 18080 18443 18444; do
   if ss -ltn "sport = :$port" | grep -q LISTEN; then echo "port $port is busy" >&2; exit 1; fi
 done
 
@@ -106,7 +109,7 @@ defaults
   option http-keep-alive
   http-reuse always
 frontend fe
-  bind $FRONT ssl crt $W/haproxy.pem alpn h2,http/1.1
+  bind $FRONT_haproxy ssl crt $W/haproxy.pem alpn h2,http/1.1
   default_backend be
 backend be
   server nginx $BACKEND
@@ -120,7 +123,7 @@ spec:
   accessLog: false
   listeners:
     - name: https
-      address: "$FRONT"
+      address: "$FRONT_rampart"
       tls:
         certificates: [{name: main, certFile: $W/cert.pem, keyFile: $W/key.pem}]
         defaultCertificate: main
@@ -132,26 +135,29 @@ spec:
       servers: [{address: "$BACKEND"}]
 RAM
 
+declare -A PGID
 start_proxy() {
   case "$1" in
     haproxy) setsid haproxy -f "$W/haproxy.cfg" -db >"$W/haproxy.log" 2>&1 & ;;
     rampart) setsid "$RAMPART" edge --config "$W/rampart.yaml" ${RAMPART_THREADS:+--threads $RAMPART_THREADS} >"$W/rampart.log" 2>&1 & ;;
   esac
-  PROXY_PID=$!
-  PIDS+=("$PROXY_PID")
+  PGID[$1]=$!
+  PIDS+=("$!")
+  local front="FRONT_$1"
   for _ in $(seq 100); do
-    curl -sk -o /dev/null "https://$FRONT/" 2>/dev/null && return 0
+    curl -sk -o /dev/null "https://${!front}/" 2>/dev/null && return 0
     sleep 0.1
   done
   echo "$1 did not start" >&2; cat "$W/$1.log" >&2; exit 1
 }
 stop_proxy() {
-  kill -TERM -- -"$PROXY_PID" 2>/dev/null || true
-  for _ in $(seq 100); do kill -0 "$PROXY_PID" 2>/dev/null || break; sleep 0.1; done
-  kill -KILL -- -"$PROXY_PID" 2>/dev/null || true
+  local pid=${PGID[$1]}
+  kill -TERM -- -"$pid" 2>/dev/null || true
+  for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL -- -"$pid" 2>/dev/null || true
   sleep 0.5
 }
-# CPU ticks (user+system) of the proxy's process group.
+# CPU ticks (user+system) of the measured proxy's process group.
 cpu_ticks() {
   local total=0
   for f in /proc/[0-9]*/stat; do
@@ -217,7 +223,7 @@ run_mem() {
   sleep 1
   before=$(rss_kb)
   rm -f "$W/ready"
-  python3 "$ROOT/bench/edge/hold.py" 127.0.0.1 18443 1000 4 "$W/ready" > "$W/hold.out" &
+  python3 "$ROOT/bench/edge/hold.py" "${FRONT%:*}" "${FRONT##*:}" 1000 4 "$W/ready" > "$W/hold.out" &
   local hp=$!
   for _ in $(seq 600); do [ -f "$W/ready" ] && break; sleep 0.1; done
   sleep 1
@@ -230,16 +236,27 @@ run_mem() {
 
 # For experiments: PROXIES="rampart" TESTS="h2 mem" bench/edge/run.sh ...
 PROXIES=${PROXIES:-haproxy rampart}
-# mem first: it measures a fresh process.
 TESTS=${TESTS:-mem h1 h2 hsfull hsres}
+use() { PROXY_PID=${PGID[$1]}; local front="FRONT_$1"; FRONT=${!front}; }
 for run in $(seq "$RUNS"); do
-  for proxy in $PROXIES; do
-    echo "run $run: $proxy" >&2
+  # Fresh processes each run; mem is measured first, in the fresh process.
+  order=$PROXIES
+  if [ $((run % 2)) -eq 0 ]; then order=$(tr ' ' '\n' <<<"$PROXIES" | tac | tr '\n' ' '); fi
+  for proxy in $order; do
     start_proxy "$proxy"
+    use "$proxy"
     curl -sk "https://$FRONT/" | grep -q "Hello from nginx" || { echo "$proxy does not proxy" >&2; exit 1; }
-    for t in $TESTS; do "run_$t" "$proxy" "$run"; done
-    stop_proxy
+    if [[ " $TESTS " == *" mem "* ]]; then echo "run $run: $proxy mem" >&2; run_mem "$proxy" "$run"; fi
   done
+  for t in $TESTS; do
+    [ "$t" = mem ] && continue
+    for proxy in $order; do
+      echo "run $run: $proxy $t" >&2
+      use "$proxy"
+      "run_$t" "$proxy" "$run"
+    done
+  done
+  for proxy in $order; do stop_proxy "$proxy"; done
 done
 
 # Medians and ratios.
