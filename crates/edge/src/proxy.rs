@@ -453,7 +453,7 @@ async fn forward(
             Ok(Err(ExchangeError::NotSent(back))) => {
                 // The connection was closed before the request went out: try a fresh
                 // connection (not counted against the server or the retry budget).
-                req = back;
+                req = *back;
                 if stale_retries == 0 {
                     failure = Some(Failure::Unreachable);
                     break;

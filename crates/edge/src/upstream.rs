@@ -168,7 +168,7 @@ impl std::fmt::Debug for Upstream {
 #[derive(Debug)]
 pub enum ExchangeError {
     /// The request never left: it comes back for another try.
-    NotSent(http::Request<RequestBody>),
+    NotSent(Box<http::Request<RequestBody>>),
     /// The request may have reached the server.
     Failed(hyper::Error),
 }
@@ -230,7 +230,7 @@ impl Upstream {
         })
         .await;
         if !ready {
-            return Err(ExchangeError::NotSent(req));
+            return Err(ExchangeError::NotSent(Box::new(req)));
         }
         let Upstream {
             sender, conn, done, ..
@@ -245,7 +245,7 @@ impl Upstream {
         })
         .await;
         result.map_err(|mut e| match e.take_message() {
-            Some(req) => ExchangeError::NotSent(req),
+            Some(req) => ExchangeError::NotSent(Box::new(req)),
             None => ExchangeError::Failed(e.into_error()),
         })
     }

@@ -96,7 +96,10 @@ fn sni_alpn_and_resumption() {
     assert_eq!(first.alpn.as_deref(), Some(&b"h2"[..]));
     assert_eq!(first.version, Some(rustls::ProtocolVersion::TLSv1_3));
     assert!(!first.resumed);
-    assert_eq!(first.suite, Some(rustls::CipherSuite::TLS13_AES_128_GCM_SHA256));
+    assert_eq!(
+        first.suite,
+        Some(rustls::CipherSuite::TLS13_AES_128_GCM_SHA256)
+    );
 
     let wild = handshake(&server, &client, "shop.apps.test").unwrap();
     assert_eq!(wild.leaf_names_fp, w.identity.fingerprint());
