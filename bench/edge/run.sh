@@ -320,5 +320,3 @@ else:
 open(out, "w").write(text)
 print(block)
 PY
-echo "raw results: kept in $RES until exit" >&2
-cp "$RES" "${OUT%.md}-edge-raw.tsv" 2>/dev/null || true
