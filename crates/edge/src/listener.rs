@@ -192,15 +192,19 @@ async fn handle(
     let io = Prefixed::new(buf, stream);
     match &rt.listeners[li].tls {
         Some(tls) => {
-            let accepted =
-                Box::pin(tokio::time::timeout_at(deadline, tls.acceptor.accept(io))).await;
-            let tls_stream = match accepted {
+            // The handshake future owns the socket: keep it until the failure is
+            // counted, so that the count is there when the client sees the close.
+            let mut handshake =
+                Box::pin(tokio::time::timeout_at(deadline, tls.acceptor.accept(io)));
+            let tls_stream = match handshake.as_mut().await {
                 Ok(Ok(s)) => s,
                 _ => {
                     lm.handshakes_failed.fetch_add(1, Ordering::Relaxed);
+                    drop(handshake);
                     return;
                 }
             };
+            drop(handshake);
             let (_, conn) = tls_stream.get_ref();
             match conn.handshake_kind() {
                 Some(rustls::HandshakeKind::Resumed) => {
