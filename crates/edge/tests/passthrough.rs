@@ -219,3 +219,87 @@ async fn proxy_protocol_v2_to_servers() {
     .unwrap();
     assert_eq!(out, "client=127.0.0.1 first=hello");
 }
+
+/// TLS towards servers: verified against the backend's CA, with the configured name;
+/// a server whose certificate the CA did not sign is not used (502).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_to_servers_is_verified() {
+    let dir = tempdir();
+    let (server, server_pem, _) = tls_backend(&["api.internal"], "tls-server").await;
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &server_pem).unwrap();
+    let other = write_cert(dir.path(), "other", &["api.internal"]);
+    let text = format!(
+        "apiVersion: rampart.dev/v1alpha1\nkind: EdgeGateway\nmetadata: {{name: up}}\nspec:\n  listeners:\n    - name: web\n      address: \"127.0.0.1:0\"\n      httpRoutes:\n        - {{name: good, match: {{pathPrefix: /good}}, backend: good}}\n        - {{name: bad, backend: bad}}\n  backends:\n    - name: good\n      tls: {{caFile: {ca}, serverName: api.internal}}\n      servers: [{{address: \"{server}\"}}]\n    - name: bad\n      retries: 0\n      tls: {{caFile: {other}, serverName: api.internal}}\n      servers: [{{address: \"{server}\"}}]\n",
+        ca = ca.display(),
+        other = other.cert.display(),
+    );
+    let path = dir.path().join("edge.yaml");
+    std::fs::write(&path, text).unwrap();
+    let gw = start(&path).await;
+    let web = addr(&gw, "web");
+    for _ in 0..3 {
+        let r = http_get(web, "site.test", "/good", &[]).await.unwrap();
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.headers["x-served-by"], "tls-server");
+    }
+    let r = http_get(web, "site.test", "/other", &[]).await.unwrap();
+    assert_eq!(r.status, 502);
+}
+
+/// PROXY v2 in from a trusted balancer and out to an HTTP server: the server learns the
+/// original client's address through both hops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_protocol_through_http_routes() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 1024];
+                loop {
+                    let n = s.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    if let rampart_edge::proxy_protocol::Parse::Header(h) =
+                        rampart_edge::proxy_protocol::parse(&buf)
+                        && buf[h.len..].windows(4).any(|w| w == b"\r\n\r\n")
+                    {
+                        let (src, _) = h.addresses.unwrap();
+                        let body = format!("client={}\n", src.ip());
+                        let resp = format!(
+                            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                            body.len()
+                        );
+                        let _ = s.write_all(resp.as_bytes()).await;
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let dir = tempdir();
+    let text = format!(
+        "apiVersion: rampart.dev/v1alpha1\nkind: EdgeGateway\nmetadata: {{name: pp}}\nspec:\n  listeners:\n    - name: web\n      address: \"127.0.0.1:0\"\n      acceptProxyProtocol: {{from: [127.0.0.1/32]}}\n      httpRoutes: [{{backend: s}}]\n  backends:\n    - name: s\n      proxyProtocol: true\n      servers: [{{address: \"{server}\"}}]\n"
+    );
+    let path = dir.path().join("edge.yaml");
+    std::fs::write(&path, text).unwrap();
+    let gw = start(&path).await;
+    let web = addr(&gw, "web");
+    for i in 1..=3u8 {
+        let client: std::net::SocketAddr = format!("203.0.113.{i}:5000").parse().unwrap();
+        let mut tcp = tokio::net::TcpStream::connect(web).await.unwrap();
+        tcp.write_all(&rampart_edge::proxy_protocol::encode(client, web))
+            .await
+            .unwrap();
+        let r = http_get_on(tcp, "site.test", "/", &[]).await.unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body, format!("client=203.0.113.{i}\n"));
+    }
+}

@@ -159,6 +159,11 @@ fn structural_rules() {
             "apiVersion: rampart.dev/v1alpha1\nkind: EdgeGateway\nspec:\n  listeners:\n  - {name: a, address: \"127.0.0.1:1\", httpRoutes: [{backend: b, requestHeaders: {set: {Host: x}}}]}\n  backends: [{name: b, servers: [{address: \"127.0.0.1:2\"}]}]\n",
             "host is managed by the gateway",
         ),
+        // TLS to servers on a backend used for passthrough.
+        (
+            "apiVersion: rampart.dev/v1alpha1\nkind: EdgeGateway\nspec:\n  listeners:\n  - {name: a, address: \"127.0.0.1:1\", mode: tcp, tcpRoutes: [{backend: b}]}\n  backends: [{name: b, tls: {caFile: /x}, servers: [{address: \"127.0.0.1:2\"}]}]\n",
+            "spec.listeners[0].tcpRoutes[0].backend: a tcp route forwards bytes untouched",
+        ),
         // No servers; a bad health check.
         (
             "apiVersion: rampart.dev/v1alpha1\nkind: EdgeGateway\nspec:\n  listeners:\n  - {name: a, address: \"127.0.0.1:1\", httpRoutes: [{backend: b}]}\n  backends: [{name: b, healthCheck: {interval: 1s}}]\n",

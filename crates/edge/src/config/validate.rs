@@ -148,6 +148,20 @@ fn validate_spec(
             listeners.push(l);
         }
     }
+    // TCP routes forward bytes as they come: TLS towards the servers cannot apply.
+    for (li, l) in listeners.iter().enumerate() {
+        for (ri, r) in l.tcp_routes.iter().enumerate() {
+            if backends
+                .get(r.backend)
+                .is_some_and(|b: &Backend| b.tls.is_some())
+            {
+                errs.push(
+                    &path.field("listeners").index(li).field("tcpRoutes").index(ri).field("backend"),
+                    "a tcp route forwards bytes untouched; its backend cannot have tls (that is for http routes)",
+                );
+            }
+        }
+    }
     EdgeConfig {
         name,
         location: None,
