@@ -7,6 +7,11 @@
 //!   allocation: the cheapest place to drop a flood.
 //! - [`RequestFilter::check`] runs for every HTTP request before routing.
 //!
+//! And one notification: [`AbuseObserver::observed`] is told every time the gateway
+//! itself refuses or cuts a client for misbehaving (a malformed or smuggling request, a
+//! size limit, a slow-attack deadline, an HTTP/2 flood), so that a protection policy can
+//! count offences per source and ban repeat offenders.
+//!
 //! The gateway itself applies its built-in limits (connection cap per listener,
 //! timeouts, header sizes) whether or not a filter is installed.
 
@@ -66,6 +71,62 @@ pub trait RequestFilter: Send + Sync + std::fmt::Debug {
     fn check(&self, request: &RequestInfo<'_>) -> RequestVerdict;
 }
 
+/// Why the gateway refused or cut a client on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Abuse {
+    /// A request that does not parse (bad request line, bad header syntax, bad chunked
+    /// encoding, obsolete line folding, whitespace before a colon).
+    MalformedRequest,
+    /// A request smuggling vector: Content-Length with Transfer-Encoding, conflicting
+    /// Content-Lengths, an unknown or repeated transfer coding.
+    Smuggling,
+    /// Request line and headers larger than allowed.
+    HeaderTooLarge,
+    /// More headers than allowed.
+    TooManyHeaders,
+    /// A URI longer than allowed.
+    UriTooLong,
+    /// A body larger than allowed.
+    BodyTooLarge,
+    /// The request header did not arrive within its deadline (slowloris).
+    SlowHeader,
+    /// The body arrived slower than the minimum data rate (slow POST).
+    SlowBody,
+    /// The client read the response slower than its write deadline allows (slow read).
+    SlowRead,
+    /// The TLS handshake failed or missed its deadline.
+    TlsHandshake,
+    /// HTTP/2 abuse: rapid resets, CONTINUATION, SETTINGS or PING floods, too many
+    /// streams or too large a header list.
+    Http2Flood,
+}
+
+impl Abuse {
+    /// A stable label for metrics and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Abuse::MalformedRequest => "malformed_request",
+            Abuse::Smuggling => "smuggling",
+            Abuse::HeaderTooLarge => "header_too_large",
+            Abuse::TooManyHeaders => "too_many_headers",
+            Abuse::UriTooLong => "uri_too_long",
+            Abuse::BodyTooLarge => "body_too_large",
+            Abuse::SlowHeader => "slow_header",
+            Abuse::SlowBody => "slow_body",
+            Abuse::SlowRead => "slow_read",
+            Abuse::TlsHandshake => "tls_handshake",
+            Abuse::Http2Flood => "http2_flood",
+        }
+    }
+}
+
+/// Told about every client the gateway refuses or cuts on its own.
+pub trait AbuseObserver: Send + Sync + std::fmt::Debug {
+    /// `listener` is the listener's name, `peer` the client (after PROXY protocol).
+    fn observed(&self, listener: &str, peer: SocketAddr, abuse: Abuse);
+}
+
 /// The installed filters.
 #[derive(Debug, Default, Clone)]
 pub struct Hooks {
@@ -73,4 +134,6 @@ pub struct Hooks {
     pub connection: Option<std::sync::Arc<dyn ConnectionFilter>>,
     /// Before routing.
     pub request: Option<std::sync::Arc<dyn RequestFilter>>,
+    /// Offences the gateway itself detected.
+    pub abuse: Option<std::sync::Arc<dyn AbuseObserver>>,
 }
