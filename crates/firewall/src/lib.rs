@@ -16,6 +16,7 @@
 //! What it does not do: no I/O beyond reading the sources it is given, no enforcement
 //! (see `rampart-dataplane`).
 
+pub mod explain;
 pub mod load;
 pub mod sg;
 pub mod talos;

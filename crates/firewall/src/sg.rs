@@ -82,6 +82,10 @@ pub struct SgRule {
     pub ports: PortMatch,
     /// Remote.
     pub remote: Remote,
+    /// Where the rule comes from, for explanations: its field path in the document
+    /// (`spec.rules[2]`), or `default egress rule` for the rules Neutron adds to a new
+    /// group.
+    pub origin: String,
 }
 
 /// A security group.
@@ -380,6 +384,7 @@ fn decode_rule(
         protocol: protocol?,
         ports: ports?,
         remote: remote?,
+        origin: o.path.to_string(),
     })
 }
 
@@ -392,6 +397,7 @@ fn default_egress() -> Vec<SgRule> {
             protocol: None,
             ports: PortMatch::Any,
             remote: Remote::Any,
+            origin: "default egress rule".to_owned(),
         })
         .collect()
 }

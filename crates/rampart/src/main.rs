@@ -14,6 +14,7 @@ mod agent;
 mod check;
 mod edge;
 mod exit;
+mod explain;
 mod gate;
 mod lab;
 mod policy;
@@ -30,6 +31,10 @@ struct Cli {
 enum Command {
     /// Load and validate documents of every kind Rampart knows, and report every error.
     Check(check::Args),
+    /// Explain one flow across every layer: segmentation (NetworkPolicies and the admin
+    /// tiers), perimeter (security groups), host firewall; which layer and which rule let
+    /// it through or stop it.
+    Explain(explain::Args),
     /// Analyse NetworkPolicies and AdminNetworkPolicies offline: reachability matrices,
     /// explanations of single flows, and lint findings.
     #[command(subcommand)]
@@ -54,6 +59,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Check(args) => check::run(args),
+        Command::Explain(args) => explain::run(args),
         Command::Policy(command) => policy::run(command),
         Command::Edge(args) => edge::run_edge(args),
         Command::Up(args) => edge::run_up(args),

@@ -132,13 +132,16 @@ fn explain_names_the_deciding_rule() {
     let e: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(e["allowed"], false);
     assert_eq!(e["ingress"]["decidedBy"], "adminNetworkPolicy");
+    // The platform policy (priority 10) has no matching rule; isolate-shop (20) denies.
     assert_eq!(e["ingress"]["admin"][0]["policy"], "platform");
-    assert_eq!(e["ingress"]["admin"][0]["priority"], 10);
+    assert_eq!(e["ingress"]["admin"][0]["matched"], Value::Null);
+    assert_eq!(e["ingress"]["admin"][1]["policy"], "isolate-shop");
+    assert_eq!(e["ingress"]["admin"][1]["priority"], 20);
     assert_eq!(
-        e["ingress"]["admin"][0]["matched"]["name"],
+        e["ingress"]["admin"][1]["matched"]["name"],
         "deny-other-tenants"
     );
-    assert_eq!(e["ingress"]["admin"][0]["matched"]["action"], "Deny");
+    assert_eq!(e["ingress"]["admin"][1]["matched"]["action"], "Deny");
 
     let out = rampart(
         &[
