@@ -123,7 +123,8 @@ impl Authenticator {
     /// it (refreshing the issuer's keys once if the key id is unknown).
     pub async fn authenticate(&self, token: &str) -> Result<Identity, AuthError> {
         let now = unix_now();
-        if let Some(id) = self.cache.get(token, now) {
+        let digest = TokenCache::key(token);
+        if let Some(id) = self.cache.lookup(&digest, now) {
             return Ok(id);
         }
         let unverified = UnverifiedToken::parse(token)?;
@@ -157,7 +158,7 @@ impl Authenticator {
             other => other?,
         };
         self.cache
-            .insert(token, &identity, &issuer.config.policy, now);
+            .store(digest, &identity, &issuer.config.policy, now);
         Ok(identity)
     }
 
@@ -291,12 +292,15 @@ impl TokenCache {
 
     /// The identity of a token verified earlier and still trusted at `now`.
     pub fn get(&self, token: &str, now: u64) -> Option<Identity> {
-        let key = Self::key(token);
+        self.lookup(&Self::key(token), now)
+    }
+
+    fn lookup(&self, key: &[u8; 32], now: u64) -> Option<Identity> {
         let mut map = self.entries.lock().ok()?;
-        match map.get(&key) {
+        match map.get(key) {
             Some((id, until)) if now <= *until => Some(id.clone()),
             Some(_) => {
-                map.remove(&key);
+                map.remove(key);
                 None
             }
             None => None,
@@ -307,6 +311,16 @@ impl TokenCache {
     pub fn insert(
         &self,
         token: &str,
+        identity: &Identity,
+        policy: &rampart_oidc::IssuerPolicy,
+        now: u64,
+    ) {
+        self.store(Self::key(token), identity, policy, now);
+    }
+
+    fn store(
+        &self,
+        key: [u8; 32],
         identity: &Identity,
         policy: &rampart_oidc::IssuerPolicy,
         now: u64,
@@ -327,7 +341,7 @@ impl TokenCache {
                 map.clear();
             }
         }
-        map.insert(Self::key(token), (identity.clone(), until));
+        map.insert(key, (identity.clone(), until));
     }
 }
 

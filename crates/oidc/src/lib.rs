@@ -7,11 +7,14 @@
 //! - [`KeySet::from_jwks`] turns a JWKS document into verification keys, each pinned to
 //!   the algorithms its key type allows (RSA: RS256/384/512 and PS256/384/512; EC P-256:
 //!   ES256; EC P-384: ES384; a JWK `alg` narrows that to one). Symmetric and unknown keys
-//!   are dropped: a token can never pick HMAC with a public key as secret.
+//!   are dropped: a token can never pick HMAC with a public key as secret. Each key is
+//!   parsed once, when the key set is made, into an aws-lc-rs verification key per
+//!   algorithm it allows; a request only checks the signature.
 //! - [`verify`] checks, in this order: size and shape, the header (`alg` allowed by the
 //!   issuer and the key, `none` and HMAC refused, `typ` absent, `JWT` or
 //!   `application/jwt` — access tokens with `at+jwt` are refused), the signature with the
-//!   key named by `kid` (or every key of the algorithm when there is no `kid`), then
+//!   key named by `kid` (or every key of the algorithm when there is no `kid`; at most
+//!   [`MAX_SIGNATURE_CHECKS`] of them), then
 //!   `iss` (exact), `aud` (one of the configured audiences; with several audiences an
 //!   `azp` must be one of ours), `exp`, `nbf` and `iat` with a small leeway, `sub`, the
 //!   MFA rule over `amr` and the optional maximum age of `auth_time`, and finally maps
@@ -22,16 +25,20 @@
 
 use std::collections::BTreeSet;
 
+use aws_lc_rs::signature::{self as sig, ParsedPublicKey, RsaPublicKeyComponents};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::Algorithm;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse};
-use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::{Map, Value};
 
 /// The largest token accepted, in bytes. Real ID tokens are well below 8 KiB.
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
 /// The most keys kept from one JWKS document.
 pub const MAX_KEYS: usize = 64;
+/// The most signature checks one token can cause: a token without `kid` is tried
+/// against the keys of its algorithm, but not against more than this many.
+pub const MAX_SIGNATURE_CHECKS: usize = 4;
 /// The reserved Kubernetes name space.
 pub const RESERVED_PREFIX: &str = "system:";
 
@@ -50,9 +57,40 @@ pub const SUPPORTED_ALGORITHMS: [Algorithm; 8] = [
 
 /// Parses an algorithm name of [`SUPPORTED_ALGORITHMS`].
 pub fn algorithm_from_name(name: &str) -> Option<Algorithm> {
-    SUPPORTED_ALGORITHMS
-        .into_iter()
-        .find(|a| format!("{a:?}") == name)
+    Some(match name {
+        "RS256" => Algorithm::RS256,
+        "RS384" => Algorithm::RS384,
+        "RS512" => Algorithm::RS512,
+        "PS256" => Algorithm::PS256,
+        "PS384" => Algorithm::PS384,
+        "PS512" => Algorithm::PS512,
+        "ES256" => Algorithm::ES256,
+        "ES384" => Algorithm::ES384,
+        _ => return None,
+    })
+}
+
+/// The aws-lc-rs verification algorithm of an ECDSA JWS algorithm (fixed-size `r || s`
+/// signatures, as JWS has them).
+fn ecdsa_algorithm(alg: Algorithm) -> Option<&'static sig::EcdsaVerificationAlgorithm> {
+    match alg {
+        Algorithm::ES256 => Some(&sig::ECDSA_P256_SHA256_FIXED),
+        Algorithm::ES384 => Some(&sig::ECDSA_P384_SHA384_FIXED),
+        _ => None,
+    }
+}
+
+/// The aws-lc-rs parameters of an RSA JWS algorithm; keys must have 2048 to 8192 bits.
+fn rsa_parameters(alg: Algorithm) -> Option<&'static sig::RsaParameters> {
+    Some(match alg {
+        Algorithm::RS256 => &sig::RSA_PKCS1_2048_8192_SHA256,
+        Algorithm::RS384 => &sig::RSA_PKCS1_2048_8192_SHA384,
+        Algorithm::RS512 => &sig::RSA_PKCS1_2048_8192_SHA512,
+        Algorithm::PS256 => &sig::RSA_PSS_2048_8192_SHA256,
+        Algorithm::PS384 => &sig::RSA_PSS_2048_8192_SHA384,
+        Algorithm::PS512 => &sig::RSA_PSS_2048_8192_SHA512,
+        _ => return None,
+    })
 }
 
 /// Why a token is refused. The `Display` text is safe to show to the client.
@@ -125,19 +163,33 @@ pub enum TokenError {
     Reserved(String),
 }
 
-/// One verification key.
+/// One verification key: the public key parsed once for each algorithm it may verify.
 #[derive(Clone)]
 struct Key {
     kid: Option<String>,
-    algorithms: Vec<Algorithm>,
-    key: DecodingKey,
+    verifiers: Vec<(Algorithm, ParsedPublicKey)>,
+}
+
+impl Key {
+    fn allows(&self, alg: Algorithm) -> bool {
+        self.verifiers.iter().any(|(a, _)| *a == alg)
+    }
+
+    fn verifier(&self, alg: Algorithm) -> Option<&ParsedPublicKey> {
+        self.verifiers
+            .iter()
+            .find_map(|(a, k)| (*a == alg).then_some(k))
+    }
 }
 
 impl std::fmt::Debug for Key {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Key")
             .field("kid", &self.kid)
-            .field("algorithms", &self.algorithms)
+            .field(
+                "algorithms",
+                &self.verifiers.iter().map(|(a, _)| a).collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -213,11 +265,45 @@ impl KeySet {
                 vec![named]
             }
         };
-        let key = DecodingKey::from_jwk(jwk).ok()?;
+        let verifiers = match &jwk.algorithm {
+            AlgorithmParameters::RSA(rsa) => {
+                let n = URL_SAFE_NO_PAD.decode(&rsa.n).ok()?;
+                let e = URL_SAFE_NO_PAD.decode(&rsa.e).ok()?;
+                let components = RsaPublicKeyComponents { n, e };
+                algorithms
+                    .iter()
+                    .map(|&a| {
+                        let params = rsa_parameters(a)?;
+                        Some((a, components.to_parsed_public_key(params).ok()?))
+                    })
+                    .collect::<Option<Vec<_>>>()?
+            }
+            AlgorithmParameters::EllipticCurve(ec) => {
+                let x = URL_SAFE_NO_PAD.decode(&ec.x).ok()?;
+                let y = URL_SAFE_NO_PAD.decode(&ec.y).ok()?;
+                let size = if ec.curve == EllipticCurve::P256 {
+                    32
+                } else {
+                    48
+                };
+                if x.len() != size || y.len() != size {
+                    return None;
+                }
+                // The uncompressed SEC 1 point; aws-lc checks that it is on the curve.
+                let point = [&[4u8][..], &x, &y].concat();
+                algorithms
+                    .iter()
+                    .map(|&a| {
+                        let alg = ecdsa_algorithm(a)?;
+                        Some((a, ParsedPublicKey::new(alg, &point).ok()?))
+                    })
+                    .collect::<Option<Vec<_>>>()?
+            }
+            _ => return None,
+        };
         Some(Key {
             kid: jwk.common.key_id.clone(),
-            algorithms,
-            key,
+            verifiers,
         })
     }
 
@@ -368,10 +454,22 @@ pub struct Identity {
     pub expires_at: u64,
 }
 
+/// The JOSE header of a token.
+#[derive(Debug, serde::Deserialize)]
+struct JoseHeader {
+    alg: String,
+    #[serde(default)]
+    kid: Option<String>,
+    #[serde(default)]
+    typ: Option<Value>,
+    #[serde(default)]
+    crit: Option<serde::de::IgnoredAny>,
+}
+
 /// A token split into its parts, header and claims decoded but nothing verified.
 #[derive(Debug)]
 pub struct UnverifiedToken<'a> {
-    header: Map<String, Value>,
+    header: JoseHeader,
     claims: Map<String, Value>,
     signing_input: &'a str,
     signature: &'a str,
@@ -389,8 +487,8 @@ impl<'a> UnverifiedToken<'a> {
         else {
             return Err(TokenError::Malformed);
         };
-        let header = decode_part(h)?;
-        let claims = decode_part(c)?;
+        let header: JoseHeader = decode_part(h)?;
+        let claims: Map<String, Value> = decode_part(c)?;
         Ok(Self {
             header,
             claims,
@@ -406,18 +504,19 @@ impl<'a> UnverifiedToken<'a> {
 
     /// The unverified `kid`.
     pub fn kid(&self) -> Option<&str> {
-        self.header.get("kid").and_then(Value::as_str)
+        self.header.kid.as_deref()
     }
 }
 
-fn decode_part(part: &str) -> Result<Map<String, Value>, TokenError> {
+/// Decodes one base64url part holding a JSON object.
+fn decode_part<T: serde::de::DeserializeOwned>(part: &str) -> Result<T, TokenError> {
     let bytes = URL_SAFE_NO_PAD
         .decode(part)
         .map_err(|_| TokenError::Malformed)?;
-    match serde_json::from_slice::<Value>(&bytes) {
-        Ok(Value::Object(m)) => Ok(m),
-        _ => Err(TokenError::Malformed),
+    if bytes.first() != Some(&b'{') {
+        return Err(TokenError::Malformed);
     }
+    serde_json::from_slice(&bytes).map_err(|_| TokenError::Malformed)
 }
 
 /// Verifies a token against an issuer's policy and keys at time `now` (Unix seconds),
@@ -429,58 +528,49 @@ pub fn verify(
     now: u64,
 ) -> Result<Identity, TokenError> {
     // Header.
-    let alg_name = token
-        .header
-        .get("alg")
-        .and_then(Value::as_str)
-        .ok_or(TokenError::Malformed)?;
+    let alg_name = token.header.alg.as_str();
     let alg = algorithm_from_name(alg_name)
         .filter(|a| policy.algorithms.contains(a))
         .ok_or_else(|| TokenError::Algorithm(alg_name.to_owned()))?;
-    if token.header.contains_key("crit") {
+    if token.header.crit.is_some() {
         return Err(TokenError::Malformed);
     }
-    match token.header.get("typ") {
+    match &token.header.typ {
         None => {}
         Some(Value::String(t))
             if t.eq_ignore_ascii_case("JWT") || t.eq_ignore_ascii_case("application/jwt") => {}
         Some(t) => return Err(TokenError::Type(t.as_str().unwrap_or("?").to_owned())),
     }
 
-    // Signature, with the key pinned by kid and algorithm.
+    // Signature, with the key pinned by kid and algorithm: with a kid, the keys of that
+    // id (one in any sane key set); without, the keys of the algorithm. Each candidate
+    // costs one signature check, so their number is bounded.
     let kid = token.kid();
-    let candidates: Vec<&Key> = match kid {
-        Some(kid) => keys
-            .keys
-            .iter()
-            .filter(|k| k.kid.as_deref() == Some(kid))
-            .collect(),
-        None => keys
-            .keys
-            .iter()
-            .filter(|k| k.algorithms.contains(&alg))
-            .collect(),
-    };
-    if candidates.is_empty() {
+    let mut candidates = keys
+        .keys
+        .iter()
+        .filter(|k| match kid {
+            Some(kid) => k.kid.as_deref() == Some(kid),
+            None => k.allows(alg),
+        })
+        .peekable();
+    if candidates.peek().is_none() {
         return Err(TokenError::UnknownKey {
             kid: kid.map(str::to_owned),
         });
     }
+    let signature = URL_SAFE_NO_PAD
+        .decode(token.signature)
+        .map_err(|_| TokenError::Signature)?;
+    let message = token.signing_input.as_bytes();
     let mut verified = false;
     let mut algorithm_mismatch = false;
-    for key in candidates {
-        if !key.algorithms.contains(&alg) {
+    for key in candidates.take(MAX_SIGNATURE_CHECKS) {
+        let Some(verifier) = key.verifier(alg) else {
             algorithm_mismatch = true;
             continue;
-        }
-        if jsonwebtoken::crypto::verify(
-            token.signature,
-            token.signing_input.as_bytes(),
-            &key.key,
-            alg,
-        )
-        .unwrap_or(false)
-        {
+        };
+        if verifier.verify_sig(message, &signature).is_ok() {
             verified = true;
             break;
         }

@@ -388,6 +388,100 @@ fn key_sets_drop_what_cannot_sign() {
     assert!(KeySet::from_jwks(b"[]").is_err());
 }
 
+#[test]
+fn rsa_keys_without_alg_verify_every_rsa_algorithm() {
+    let s = signer("k1", Algorithm::RS256);
+    let mut jwk = s.jwk.clone();
+    jwk.as_object_mut().unwrap().remove("alg");
+    let keys = KeySet::from_jwks(json!({"keys": [jwk]}).to_string().as_bytes()).unwrap();
+    for alg in &SUPPORTED_ALGORITHMS[..6] {
+        let mut h = Header::new(*alg);
+        h.kid = Some("k1".into());
+        let t = encode(&h, &claims(), &s.key).unwrap();
+        assert!(check(&t, &policy(), &keys).is_ok(), "{alg:?}");
+    }
+    let es = sign(&signer("k1", Algorithm::ES256), &claims());
+    assert_eq!(check(&es, &policy(), &keys), Err(TokenError::KeyAlgorithm));
+}
+
+#[test]
+fn tokens_without_kid_try_a_bounded_number_of_keys() {
+    let signers: Vec<Signer> = (0..MAX_SIGNATURE_CHECKS + 2)
+        .map(|i| signer(&format!("k{i}"), Algorithm::ES256))
+        .collect();
+    let keys = jwks(&signers.iter().collect::<Vec<_>>());
+    let no_kid = |s: &Signer| encode(&Header::new(Algorithm::ES256), &claims(), &s.key).unwrap();
+    assert!(check(&no_kid(&signers[0]), &policy(), &keys).is_ok());
+    assert!(
+        check(
+            &no_kid(&signers[MAX_SIGNATURE_CHECKS - 1]),
+            &policy(),
+            &keys
+        )
+        .is_ok()
+    );
+    assert_eq!(
+        check(&no_kid(&signers[MAX_SIGNATURE_CHECKS]), &policy(), &keys),
+        Err(TokenError::Signature),
+        "keys past the bound are not tried"
+    );
+    // No key of the algorithm at all.
+    let rsa = signer("r", Algorithm::RS256);
+    assert_eq!(
+        check(
+            &encode(&Header::new(Algorithm::RS256), &claims(), &rsa.key).unwrap(),
+            &policy(),
+            &keys
+        ),
+        Err(TokenError::UnknownKey { kid: None })
+    );
+}
+
+#[test]
+fn malformed_ec_keys_are_dropped() {
+    let s = signer("k1", Algorithm::ES256);
+    let mut short = s.jwk.clone();
+    short["x"] = json!(URL_SAFE_NO_PAD.encode([1u8; 31]));
+    short["kid"] = json!("short");
+    let mut off_curve = s.jwk.clone();
+    off_curve["y"] = json!(URL_SAFE_NO_PAD.encode([1u8; 32]));
+    off_curve["kid"] = json!("off");
+    let mut wrong_curve = s.jwk.clone();
+    wrong_curve["crv"] = json!("P-384");
+    wrong_curve["kid"] = json!("p384");
+    let doc = json!({"keys": [short, off_curve, wrong_curve, s.jwk.clone()]});
+    let keys = KeySet::from_jwks(doc.to_string().as_bytes()).unwrap();
+    assert_eq!(keys.len(), 1);
+    assert!(keys.has_kid("k1"));
+}
+
+#[test]
+fn malformed_headers_are_refused() {
+    let c = b64(&claims());
+    for header in [
+        r#"[1]"#,
+        r#"{"kid":"k1"}"#,
+        r#"{"alg":"ES256","alg":"none"}"#,
+        r#"{"alg":7}"#,
+    ] {
+        let t = format!("{}.{c}.AAAA", URL_SAFE_NO_PAD.encode(header));
+        assert_eq!(
+            UnverifiedToken::parse(&t).err(),
+            Some(TokenError::Malformed),
+            "{header}"
+        );
+    }
+    let s = signer("k1", Algorithm::ES256);
+    let crit = format!(
+        "{}.{c}.AAAA",
+        b64(&json!({"alg": "ES256", "kid": "k1", "crit": ["exp"]}))
+    );
+    assert_eq!(
+        check(&crit, &policy(), &jwks(&[&s])),
+        Err(TokenError::Malformed)
+    );
+}
+
 proptest::proptest! {
     /// Arbitrary input never panics the parser or the verifier.
     #[test]
