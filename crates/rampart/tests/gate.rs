@@ -176,13 +176,32 @@ impl Recorded {
 #[derive(Default)]
 struct Upstream {
     seen: Mutex<Vec<Recorded>>,
-    /// Holds the second watch event back until notified.
-    release_watch: Notify,
+    /// One per watch, newest last: a watch sends its first event at once, its second
+    /// when notified, and ends when notified again (or after a bounded time).
+    watches: Mutex<Vec<Arc<Notify>>>,
+    /// One per `logs -f`, newest last: two lines at once, the third when notified.
+    logs: Mutex<Vec<Arc<Notify>>>,
 }
 
 impl Upstream {
     fn requests(&self) -> Vec<Recorded> {
         self.seen.lock().unwrap().clone()
+    }
+
+    fn register(list: &Mutex<Vec<Arc<Notify>>>) -> Arc<Notify> {
+        let n = Arc::new(Notify::new());
+        list.lock().unwrap().push(Arc::clone(&n));
+        n
+    }
+
+    /// Lets the newest watch go on (second event, then the end of the stream).
+    fn release_watch(&self) {
+        self.watches.lock().unwrap().last().unwrap().notify_one();
+    }
+
+    /// Lets the newest `logs -f` stream send its last line.
+    fn release_logs(&self) {
+        self.logs.lock().unwrap().last().unwrap().notify_one();
     }
 
     fn last_to(&self, path_prefix: &str) -> Option<Recorded> {
@@ -208,13 +227,65 @@ fn json(status: StatusCode, body: serde_json::Value) -> Response<Body> {
 }
 
 fn pod(name: &str) -> serde_json::Value {
+    pod_in_phase(name, "Running", "1")
+}
+
+fn pod_in_phase(name: &str, phase: &str, resource_version: &str) -> serde_json::Value {
     serde_json::json!({
         "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "namespace": "default", "uid": "u-1", "resourceVersion": "1",
+        "metadata": {"name": name, "namespace": "default", "uid": format!("uid-{name}"),
+                     "resourceVersion": resource_version,
                      "creationTimestamp": "2026-01-01T00:00:00Z"},
         "spec": {"containers": [{"name": "app", "image": "nginx"}]},
-        "status": {"phase": "Running"}
+        "status": {"phase": phase}
     })
+}
+
+/// Whether the client asked for the server-side printing of `kubectl get` (a
+/// `meta.k8s.io` Table), as kubectl does for its human-readable output.
+fn wants_table(req: &Request<Incoming>) -> bool {
+    req.headers()
+        .get("accept")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("as=Table"))
+}
+
+/// A `meta.k8s.io/v1` Table of pods as the API server's pod printer makes it: column
+/// definitions (left out, as on every watch event after the first, when `headers` is
+/// false) and a row per pod with the pod's metadata as a `PartialObjectMetadata`.
+fn pod_table(
+    pods: &[serde_json::Value],
+    headers: bool,
+    resource_version: &str,
+) -> serde_json::Value {
+    let column = |name: &str, format: &str| serde_json::json!({"name": name, "type": "string", "format": format, "description": name, "priority": 0});
+    let rows: Vec<serde_json::Value> = pods
+        .iter()
+        .map(|p| {
+            let phase = p["status"]["phase"].as_str().unwrap_or("");
+            let ready = if phase == "Running" { "1/1" } else { "0/1" };
+            serde_json::json!({
+                "cells": [p["metadata"]["name"], ready, phase, "0", "5m"],
+                "object": {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+                           "metadata": p["metadata"]}
+            })
+        })
+        .collect();
+    let mut table = serde_json::json!({
+        "kind": "Table", "apiVersion": "meta.k8s.io/v1",
+        "metadata": {"resourceVersion": resource_version},
+        "rows": rows
+    });
+    if headers {
+        table["columnDefinitions"] = serde_json::json!([
+            column("Name", "name"),
+            column("Ready", ""),
+            column("Status", ""),
+            column("Restarts", ""),
+            column("Age", "")
+        ]);
+    }
+    table
 }
 
 /// A body whose chunks come from a channel, so the test decides when each is sent.
@@ -370,18 +441,38 @@ async fn upstream_handle(
             ]}),
         ),
         ("GET", "/api/v1/namespaces/default/pods") if query.contains("watch=") => {
+            // A watch from the list's resourceVersion, framed as the API server frames
+            // JSON watches: one `{"type":..,"object":..}` per line, chunked, flushed per
+            // event. A pod web-2 is added (Pending), then becomes Running.
+            let table = wants_table(&req);
             let (tx, body) = channel_body();
-            let up = Arc::clone(&up);
+            let release = Upstream::register(&up.watches);
             tokio::spawn(async move {
-                let ev = |n: &str| {
+                let ev = |kind: &str, phase: &str, rv: &str, first: bool| {
+                    let pod = pod_in_phase("web-2", phase, rv);
+                    let object = if table {
+                        pod_table(&[pod], first, rv)
+                    } else {
+                        pod
+                    };
                     Bytes::from(format!(
                         "{}\n",
-                        serde_json::json!({"type": "ADDED", "object": pod(n)})
+                        serde_json::json!({"type": kind, "object": object})
                     ))
                 };
-                let _ = tx.send(ev("web-1")).await;
-                up.release_watch.notified().await;
-                let _ = tx.send(ev("web-2")).await;
+                let _ = tx.send(ev("ADDED", "Pending", "2", true)).await;
+                tokio::select! {
+                    () = release.notified() => {}
+                    () = tokio::time::sleep(Duration::from_secs(30)) => return,
+                }
+                let _ = tx.send(ev("MODIFIED", "Running", "3", false)).await;
+                // The stream stays open until the test lets it end (bounded), or the
+                // client goes away.
+                tokio::select! {
+                    () = release.notified() => {}
+                    () = tx.closed() => {}
+                    () = tokio::time::sleep(Duration::from_secs(30)) => {}
+                }
             });
             Response::builder()
                 .header("content-type", "application/json")
@@ -389,17 +480,25 @@ async fn upstream_handle(
                 .body(body)
                 .unwrap()
         }
+        ("GET", "/api/v1/namespaces/default/pods") if wants_table(&req) => {
+            json(StatusCode::OK, pod_table(&[pod("web-1")], true, "1"))
+        }
         ("GET", "/api/v1/namespaces/default/pods") => json(
             StatusCode::OK,
             serde_json::json!({"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": "1"}, "items": [pod("web-1")]}),
         ),
         ("GET", "/api/v1/namespaces/default/pods/web-1/log") => {
             let (tx, body) = channel_body();
+            let release = Upstream::register(&up.logs);
             tokio::spawn(async move {
-                for i in 1..=3 {
+                for i in 1..=2 {
                     let _ = tx.send(Bytes::from(format!("log line {i}\n"))).await;
-                    tokio::time::sleep(Duration::from_millis(50)).await;
                 }
+                tokio::select! {
+                    () = release.notified() => {}
+                    () = tokio::time::sleep(Duration::from_secs(30)) => {}
+                }
+                let _ = tx.send(Bytes::from("log line 3\n")).await;
             });
             Response::builder()
                 .header("content-type", "text/plain")
@@ -656,6 +755,99 @@ impl Kubectl {
     }
 }
 
+/// A kubectl whose output is read line by line while it runs; killed when dropped.
+struct Streaming {
+    proc: Proc,
+    lines: std::sync::mpsc::Receiver<String>,
+    stderr: PathBuf,
+    seen: Vec<String>,
+}
+
+impl Kubectl {
+    fn spawn(&self, args: &[&str], env: &[(&str, &str)], stderr: PathBuf) -> Streaming {
+        let mut child = Command::new(&self.bin)
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args)
+            .env("HOME", &self.home)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Streaming {
+            proc: Proc(child),
+            lines,
+            stderr,
+            seen: Vec::new(),
+        }
+    }
+}
+
+impl Streaming {
+    /// The next line of output containing `needle`, waiting at most 20 s for it.
+    fn line_with(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        tokio::task::block_in_place(|| {
+            loop {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match self.lines.recv_timeout(left) {
+                    Ok(line) => {
+                        self.seen.push(line.clone());
+                        if line.contains(needle) {
+                            return line;
+                        }
+                    }
+                    Err(_) => panic!(
+                        "kubectl printed no line with {needle:?}; output: {:?}; errors: {}",
+                        self.seen,
+                        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+                    ),
+                }
+            }
+        })
+    }
+
+    /// Whether kubectl is still running (its stream still open).
+    fn running(&mut self) -> bool {
+        self.proc.0.try_wait().unwrap().is_none()
+    }
+
+    /// Waits (at most 20 s) for kubectl to exit; returns whether it succeeded and the
+    /// rest of its output.
+    fn finish(mut self) -> (bool, Vec<String>) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = tokio::task::block_in_place(|| {
+            loop {
+                if let Some(status) = self.proc.0.try_wait().unwrap() {
+                    return status;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "kubectl did not exit: {:?}",
+                    self.seen
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        let rest: Vec<String> = tokio::task::block_in_place(|| {
+            std::iter::from_fn(|| self.lines.recv_timeout(Duration::from_secs(5)).ok()).collect()
+        });
+        self.seen.extend(rest);
+        (status.success(), self.seen.clone())
+    }
+}
+
 const RBAC: &str = r#"
 # Discovery for every authenticated user comes from the bootstrap policy.
 apiVersion: rbac.authorization.k8s.io/v1
@@ -853,10 +1045,55 @@ current-context: gate
         deletes_before
     );
 
-    // logs -f streams through.
-    let (ok, out, err) = kubectl.run(&["logs", "-f", "web-1"]);
-    assert!(ok, "{err}");
-    assert_eq!(out, "log line 1\nlog line 2\nlog line 3\n");
+    // logs -f streams through: kubectl prints the first lines while the API server
+    // still holds the stream open.
+    let mut logs = kubectl.spawn(&["logs", "-f", "web-1"], &[], s.path("logs.err"));
+    logs.line_with("log line 1");
+    logs.line_with("log line 2");
+    assert!(logs.running(), "the log stream is still open");
+    up.release_logs();
+    let (ok, lines) = logs.finish();
+    assert!(ok, "kubectl logs -f failed");
+    assert_eq!(lines, ["log line 1", "log line 2", "log line 3"]);
+
+    // kubectl get -w: the list as a server-printed Table, then the watch from the
+    // list's resourceVersion; each event is printed while the stream is open.
+    let mut watch = kubectl.spawn(
+        &["get", "pods", "-w", "--request-timeout", "60s"],
+        &[],
+        s.path("watch.err"),
+    );
+    let header = watch.line_with("NAME");
+    for column in ["READY", "STATUS", "RESTARTS", "AGE"] {
+        assert!(header.contains(column), "{header}");
+    }
+    let listed = watch.line_with("web-1");
+    assert!(
+        listed.contains("1/1") && listed.contains("Running"),
+        "{listed}"
+    );
+    let added = watch.line_with("web-2");
+    assert!(
+        added.contains("0/1") && added.contains("Pending"),
+        "{added}"
+    );
+    assert!(watch.running(), "the watch is still open");
+    up.release_watch();
+    let modified = watch.line_with("web-2");
+    assert!(
+        modified.contains("1/1") && modified.contains("Running"),
+        "{modified}"
+    );
+    assert!(watch.running(), "the watch is still open");
+    let seen = up.last_to("/api/v1/namespaces/default/pods?").unwrap();
+    assert!(
+        seen.target.contains("watch=true") && seen.target.contains("resourceVersion=1"),
+        "{}",
+        seen.target
+    );
+    assert!(seen.all("accept").iter().any(|a| a.contains("as=Table")));
+    assert_eq!(seen.all("impersonate-user"), ["zitadel:alice"]);
+    drop(watch);
 
     // kubectl exec over WebSocket (the v5 remote-command protocol) through the gateway.
     let (ok, out, err) = kubectl.run(&["exec", "web-1", "--", "echo", "hello", "from", "web-1"]);
@@ -1086,7 +1323,8 @@ current-context: gate
     .await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.body);
 
-    // Watch: the first event arrives while the API server still holds the stream.
+    // Watch with a raw client: the first event arrives while the API server still
+    // holds the stream, the rest when it goes on.
     let res = send(
         &ca,
         gate_port,
@@ -1105,14 +1343,25 @@ current-context: gate
         .unwrap()
         .into_data()
         .unwrap();
-    assert!(String::from_utf8_lossy(&first).contains("web-1"));
-    up.release_watch.notify_one();
+    let first: serde_json::Value = serde_json::from_slice(&first).unwrap();
+    assert_eq!(first["type"], "ADDED");
+    assert_eq!(first["object"]["kind"], "Pod");
+    up.release_watch();
+    let second = tokio::time::timeout(Duration::from_secs(5), body.frame())
+        .await
+        .expect("the second watch event is streamed, not buffered")
+        .unwrap()
+        .unwrap()
+        .into_data()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&second).contains("MODIFIED"));
+    up.release_watch();
     let rest = tokio::time::timeout(Duration::from_secs(5), body.collect())
         .await
         .unwrap()
         .unwrap()
         .to_bytes();
-    assert!(String::from_utf8_lossy(&rest).contains("web-2"));
+    assert!(rest.is_empty());
     let seen = up
         .last_to("/api/v1/namespaces/default/pods?watch=1")
         .unwrap();
