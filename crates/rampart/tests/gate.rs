@@ -34,6 +34,9 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Notify;
 
+#[path = "gate/spdy.rs"]
+mod spdy;
+
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
@@ -181,7 +184,14 @@ struct Upstream {
     watches: Mutex<Vec<Arc<Notify>>>,
     /// One per `logs -f`, newest last: two lines at once, the third when notified.
     logs: Mutex<Vec<Arc<Notify>>>,
+    /// What each SPDY session did: the path, then the stream types (exec, attach) or
+    /// ports (port-forward) the client opened, or the error that ended it.
+    spdy: Mutex<Vec<SpdySession>>,
 }
+
+/// A SPDY session of the stand-in: its path, and what the client opened or why it
+/// failed.
+type SpdySession = (String, Result<Vec<String>, String>);
 
 impl Upstream {
     fn requests(&self) -> Vec<Recorded> {
@@ -350,7 +360,10 @@ async fn upstream_handle(
     let path = req.uri().path().to_owned();
     let query = req.uri().query().unwrap_or("").to_owned();
     let res = match (req.method().as_str(), path.as_str()) {
-        (_, p) if p.ends_with("/exec") && req.headers().contains_key("upgrade") => {
+        (_, p)
+            if (p.ends_with("/exec") || p.ends_with("/attach") || p.ends_with("/portforward"))
+                && req.headers().contains_key("upgrade") =>
+        {
             let proto = req.headers()["upgrade"].clone();
             let ws_key = req
                 .headers()
@@ -371,12 +384,65 @@ async fn upstream_handle(
                 .skip(1)
                 .map(str::to_owned)
                 .collect();
+            let echo_test = req.headers().contains_key("x-test-echo");
+            let port_forward = path.ends_with("/portforward");
+            let spdy = ws_key.is_none() && !echo_test;
+            let flag = |name: &str| query.split('&').any(|kv| kv == format!("{name}=true"));
+            // The streams kubectl's remote-command client opens for this query.
+            let mut streams = vec!["error"];
+            for s in ["stdin", "stdout", "stderr"] {
+                if flag(s) {
+                    streams.push(s);
+                }
+            }
+            if flag("tty") {
+                streams.push("resize");
+            }
+            let output = if path.ends_with("/attach") {
+                "attached to web-1\n".to_owned()
+            } else {
+                format!("{}\n", echo.join(" "))
+            };
+            let offered: Vec<String> = req
+                .headers()
+                .get_all("x-stream-protocol-version")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .map(|v| v.trim().to_owned())
+                .collect();
+            let spdy_protocol = if port_forward {
+                "portforward.k8s.io"
+            } else {
+                "v4.channel.k8s.io"
+            };
+            if spdy && !offered.iter().any(|o| o == spdy_protocol) {
+                return Ok(json(
+                    StatusCode::BAD_REQUEST,
+                    serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                        "message": format!("no supported stream protocol in {offered:?}"), "code": 400}),
+                ));
+            }
             let on = hyper::upgrade::on(&mut req);
+            let up2 = Arc::clone(&up);
+            let session_path = path.clone();
             tokio::spawn(async move {
                 let Ok(io) = on.await else {
                     return;
                 };
                 let mut io = TokioIo::new(io);
+                if spdy {
+                    let result = if port_forward {
+                        spdy::serve_port_forward(io).await
+                    } else {
+                        spdy::serve_remote_command(io, &streams, output.as_bytes()).await
+                    };
+                    up2.spdy
+                        .lock()
+                        .unwrap()
+                        .push((session_path, result.map_err(|e| e.to_string())));
+                    return;
+                }
                 if kube_ws {
                     // The Kubernetes WebSocket remote-command protocol (v5): binary
                     // frames whose first byte is the stream (1 stdout, 3 status).
@@ -404,6 +470,9 @@ async fn upstream_handle(
                 .status(StatusCode::SWITCHING_PROTOCOLS)
                 .header("connection", "Upgrade")
                 .header("upgrade", proto);
+            if spdy {
+                res = res.header("x-stream-protocol-version", spdy_protocol);
+            }
             if let Some(key) = ws_key {
                 res = res.header("sec-websocket-accept", ws_accept(&key));
                 if kube_ws {
@@ -437,7 +506,9 @@ async fn upstream_handle(
                 {"name": "pods", "singularName": "pod", "namespaced": true, "kind": "Pod",
                  "verbs": ["create", "delete", "get", "list", "watch"], "shortNames": ["po"]},
                 {"name": "pods/log", "singularName": "", "namespaced": true, "kind": "Pod", "verbs": ["get"]},
-                {"name": "pods/exec", "singularName": "", "namespaced": true, "kind": "PodExecOptions", "verbs": ["create", "get"]}
+                {"name": "pods/exec", "singularName": "", "namespaced": true, "kind": "PodExecOptions", "verbs": ["create", "get"]},
+                {"name": "pods/attach", "singularName": "", "namespaced": true, "kind": "PodAttachOptions", "verbs": ["create", "get"]},
+                {"name": "pods/portforward", "singularName": "", "namespaced": true, "kind": "PodPortForwardOptions", "verbs": ["create", "get"]}
             ]}),
         ),
         ("GET", "/api/v1/namespaces/default/pods") if query.contains("watch=") => {
@@ -740,11 +811,17 @@ struct Kubectl {
 
 impl Kubectl {
     fn run(&self, args: &[&str]) -> (bool, String, String) {
+        self.run_env(args, &[])
+    }
+
+    fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
         let out = Command::new(&self.bin)
             .arg("--kubeconfig")
             .arg(&self.kubeconfig)
             .args(args)
             .env("HOME", &self.home)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
             .output()
             .unwrap();
         (
@@ -858,7 +935,7 @@ rules:
   resources: [pods, pods/log]
   verbs: [get, list, watch]
 - apiGroups: [""]
-  resources: [pods/exec]
+  resources: [pods/exec, pods/attach, pods/portforward]
   verbs: [get, create]
 ---
 apiVersion: rbac.authorization.k8s.io/v1
@@ -1104,6 +1181,95 @@ current-context: gate
         .unwrap();
     assert_eq!(seen.all("upgrade"), ["websocket"]);
     assert_eq!(seen.all("impersonate-user"), ["zitadel:alice"]);
+
+    // The same over SPDY/3.1 (kubectl's WebSocket clients turned off): exec and attach
+    // with the v4 remote-command protocol, and port-forward, all spoken by the stand-in
+    // and spliced by the gateway after authorization.
+    let spdy_env = [
+        ("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", "false"),
+        ("KUBECTL_PORT_FORWARD_WEBSOCKETS", "false"),
+    ];
+    let spdy_session = |path: &str| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some((_, r)) = up
+                .spdy
+                .lock()
+                .unwrap()
+                .iter()
+                .rev()
+                .find(|(p, _)| p.ends_with(path))
+            {
+                return r.clone();
+            }
+            assert!(Instant::now() < deadline, "no SPDY session for {path}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let (ok, out, err) = kubectl.run_env(
+        &["exec", "web-1", "--", "echo", "hello", "over", "spdy"],
+        &spdy_env,
+    );
+    assert!(ok, "kubectl exec over SPDY failed: {err}");
+    assert_eq!(out, "hello over spdy\n");
+    let seen = up
+        .last_to("/api/v1/namespaces/default/pods/web-1/exec")
+        .unwrap();
+    assert_eq!(seen.method, "POST");
+    assert_eq!(seen.all("upgrade"), ["SPDY/3.1"]);
+    assert_eq!(seen.all("impersonate-user"), ["zitadel:alice"]);
+    assert_eq!(
+        tokio::task::block_in_place(|| spdy_session("/exec")),
+        Ok(vec!["error".to_owned(), "stdout".into(), "stderr".into()])
+    );
+
+    let (ok, out, err) = kubectl.run_env(&["attach", "web-1"], &spdy_env);
+    assert!(ok, "kubectl attach over SPDY failed: {err}");
+    assert_eq!(out, "attached to web-1\n");
+    let seen = up
+        .last_to("/api/v1/namespaces/default/pods/web-1/attach")
+        .unwrap();
+    assert_eq!(seen.all("upgrade"), ["SPDY/3.1"]);
+    assert_eq!(seen.all("impersonate-user"), ["zitadel:alice"]);
+    assert!(tokio::task::block_in_place(|| spdy_session("/attach")).is_ok());
+
+    let mut forward = kubectl.spawn(
+        &["port-forward", "--address", "127.0.0.1", "pod/web-1", ":80"],
+        &spdy_env,
+        s.path("port-forward.err"),
+    );
+    let line = forward.line_with("Forwarding from 127.0.0.1:");
+    let local_port: u16 = line
+        .trim_start_matches("Forwarding from 127.0.0.1:")
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    for round in 0..2 {
+        let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", local_port))
+            .await
+            .unwrap();
+        let message = format!("ping {round} through the port-forward");
+        conn.write_all(message.as_bytes()).await.unwrap();
+        let mut echoed = vec![0u8; message.len()];
+        tokio::time::timeout(Duration::from_secs(10), conn.read_exact(&mut echoed))
+            .await
+            .expect("the forwarded connection answers")
+            .unwrap();
+        assert_eq!(echoed, message.as_bytes());
+    }
+    let seen = up
+        .last_to("/api/v1/namespaces/default/pods/web-1/portforward")
+        .unwrap();
+    assert_eq!(seen.method, "POST");
+    assert_eq!(seen.all("upgrade"), ["SPDY/3.1"]);
+    assert_eq!(seen.all("impersonate-user"), ["zitadel:alice"]);
+    drop(forward);
+    assert_eq!(
+        tokio::task::block_in_place(|| spdy_session("/portforward")),
+        Ok(vec!["80".to_owned(), "80".into()])
+    );
 
     // No MFA: kubectl shows why.
     let pwd_only = id_token(&pki, &idp.issuer, "kube", "alice", "pwd");
@@ -1375,6 +1541,7 @@ current-context: gate
                 ("connection", "Upgrade"),
                 ("upgrade", "SPDY/3.1"),
                 ("x-stream-protocol-version", "v4.channel.k8s.io"),
+                ("x-test-echo", "1"),
             ],
         ),
         (
