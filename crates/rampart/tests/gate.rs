@@ -323,13 +323,107 @@ fn ws_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
     let mut f = vec![opcode];
     if payload.len() < 126 {
         f.push(payload.len() as u8);
-    } else {
+    } else if payload.len() <= usize::from(u16::MAX) {
         f.push(126);
         f.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+    } else {
+        f.push(127);
+        f.extend_from_slice(&(payload.len() as u64).to_be_bytes());
     }
     f.extend_from_slice(payload);
     f
 }
+
+/// The server end of a WebSocket connection whose binary messages carry a byte stream
+/// (kubectl tunnels SPDY this way for port-forward): returns that stream. Client frames
+/// are unmasked, pings answered, a close frame ends the stream.
+fn websocket_tunnel<IO>(io: IO) -> tokio::io::DuplexStream
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+{
+    const MAX_MESSAGE: u64 = 1 << 20;
+    let (inner, outer) = tokio::io::duplex(64 * 1024);
+    let (mut rd, mut wr) = tokio::io::split(io);
+    let (mut from_server, mut to_server) = tokio::io::split(outer);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
+    tokio::spawn(async move {
+        while let Some(frame) = rx.recv().await {
+            if wr.write_all(&frame).await.is_err() || wr.flush().await.is_err() {
+                return;
+            }
+        }
+    });
+    let pongs = tx.clone();
+    tokio::spawn(async move {
+        loop {
+            let mut head = [0u8; 2];
+            if rd.read_exact(&mut head).await.is_err() {
+                return;
+            }
+            let opcode = head[0] & 0x0f;
+            let mut len = u64::from(head[1] & 0x7f);
+            if len == 126 {
+                let mut b = [0u8; 2];
+                if rd.read_exact(&mut b).await.is_err() {
+                    return;
+                }
+                len = u64::from(u16::from_be_bytes(b));
+            } else if len == 127 {
+                let mut b = [0u8; 8];
+                if rd.read_exact(&mut b).await.is_err() {
+                    return;
+                }
+                len = u64::from_be_bytes(b);
+            }
+            if len > MAX_MESSAGE {
+                return;
+            }
+            let mut mask = [0u8; 4];
+            if head[1] & 0x80 != 0 && rd.read_exact(&mut mask).await.is_err() {
+                return;
+            }
+            let mut payload = vec![0u8; len as usize];
+            if rd.read_exact(&mut payload).await.is_err() {
+                return;
+            }
+            for (i, b) in payload.iter_mut().enumerate() {
+                *b ^= mask[i % 4];
+            }
+            match opcode {
+                0 | 1 | 2 => {
+                    if to_server.write_all(&payload).await.is_err() {
+                        return;
+                    }
+                }
+                9 => {
+                    let _ = pongs.send(ws_frame(0x8a, &payload)).await;
+                }
+                8 => return,
+                _ => {}
+            }
+        }
+    });
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            match from_server.read(&mut buf).await {
+                Ok(0) | Err(_) => {
+                    let _ = tx.send(ws_frame(0x88, &[0x03, 0xe8])).await;
+                    return;
+                }
+                Ok(n) => {
+                    if tx.send(ws_frame(0x82, &buf[..n])).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    inner
+}
+
+/// The WebSocket subprotocol of port-forward tunnelled over WebSocket.
+const PORT_FORWARD_TUNNEL: &str = "SPDY/3.1+portforward.k8s.io";
 
 /// `Sec-WebSocket-Accept` for a key (RFC 6455).
 fn ws_accept(key: &str) -> String {
@@ -387,6 +481,14 @@ async fn upstream_handle(
             let echo_test = req.headers().contains_key("x-test-echo");
             let port_forward = path.ends_with("/portforward");
             let spdy = ws_key.is_none() && !echo_test;
+            // kubectl's default port-forward: SPDY carried in WebSocket binary messages.
+            let tunnel = ws_key.is_some()
+                && port_forward
+                && req
+                    .headers()
+                    .get("sec-websocket-protocol")
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|v| v.contains(PORT_FORWARD_TUNNEL));
             let flag = |name: &str| query.split('&').any(|kv| kv == format!("{name}=true"));
             // The streams kubectl's remote-command client opens for this query.
             let mut streams = vec!["error"];
@@ -431,6 +533,14 @@ async fn upstream_handle(
                     return;
                 };
                 let mut io = TokioIo::new(io);
+                if tunnel {
+                    let result = spdy::serve_port_forward(websocket_tunnel(io)).await;
+                    up2.spdy
+                        .lock()
+                        .unwrap()
+                        .push((session_path, result.map_err(|e| e.to_string())));
+                    return;
+                }
                 if spdy {
                     let result = if port_forward {
                         spdy::serve_port_forward(io).await
@@ -477,6 +587,9 @@ async fn upstream_handle(
                 res = res.header("sec-websocket-accept", ws_accept(&key));
                 if kube_ws {
                     res = res.header("sec-websocket-protocol", "v5.channel.k8s.io");
+                }
+                if tunnel {
+                    res = res.header("sec-websocket-protocol", PORT_FORWARD_TUNNEL);
                 }
             }
             return Ok(res
@@ -1233,43 +1346,56 @@ current-context: gate
     assert_eq!(seen.all("impersonate-user"), ["zitadel:alice"]);
     assert!(tokio::task::block_in_place(|| spdy_session("/attach")).is_ok());
 
-    let mut forward = kubectl.spawn(
-        &["port-forward", "--address", "127.0.0.1", "pod/web-1", ":80"],
-        &spdy_env,
-        s.path("port-forward.err"),
-    );
-    let line = forward.line_with("Forwarding from 127.0.0.1:");
-    let local_port: u16 = line
-        .trim_start_matches("Forwarding from 127.0.0.1:")
-        .split(' ')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    for round in 0..2 {
-        let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", local_port))
-            .await
+    // port-forward over SPDY, and over kubectl's default: SPDY tunnelled in WebSocket.
+    for (env, method, upgrade) in [
+        (&spdy_env[..], "POST", "SPDY/3.1"),
+        (&[][..], "GET", "websocket"),
+    ] {
+        let sessions_before = up.spdy.lock().unwrap().len();
+        let mut forward = kubectl.spawn(
+            &["port-forward", "--address", "127.0.0.1", "pod/web-1", ":80"],
+            env,
+            s.path("port-forward.err"),
+        );
+        let line = forward.line_with("Forwarding from 127.0.0.1:");
+        let local_port: u16 = line
+            .trim_start_matches("Forwarding from 127.0.0.1:")
+            .split(' ')
+            .next()
+            .unwrap()
+            .parse()
             .unwrap();
-        let message = format!("ping {round} through the port-forward");
-        conn.write_all(message.as_bytes()).await.unwrap();
-        let mut echoed = vec![0u8; message.len()];
-        tokio::time::timeout(Duration::from_secs(10), conn.read_exact(&mut echoed))
-            .await
-            .expect("the forwarded connection answers")
+        for round in 0..2 {
+            let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", local_port))
+                .await
+                .unwrap();
+            let message = format!("ping {round} through the port-forward over {upgrade}");
+            conn.write_all(message.as_bytes()).await.unwrap();
+            let mut echoed = vec![0u8; message.len()];
+            tokio::time::timeout(Duration::from_secs(10), conn.read_exact(&mut echoed))
+                .await
+                .expect("the forwarded connection answers")
+                .unwrap();
+            assert_eq!(echoed, message.as_bytes());
+        }
+        let seen = up
+            .last_to("/api/v1/namespaces/default/pods/web-1/portforward")
             .unwrap();
-        assert_eq!(echoed, message.as_bytes());
+        assert_eq!(seen.method, method);
+        assert_eq!(seen.all("upgrade"), [upgrade]);
+        assert_eq!(seen.all("impersonate-user"), ["zitadel:alice"]);
+        drop(forward);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while up.spdy.lock().unwrap().len() == sessions_before {
+            assert!(Instant::now() < deadline, "the port-forward session did not end");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            spdy_session("/portforward"),
+            Ok(vec!["80".to_owned(), "80".into()]),
+            "over {upgrade}"
+        );
     }
-    let seen = up
-        .last_to("/api/v1/namespaces/default/pods/web-1/portforward")
-        .unwrap();
-    assert_eq!(seen.method, "POST");
-    assert_eq!(seen.all("upgrade"), ["SPDY/3.1"]);
-    assert_eq!(seen.all("impersonate-user"), ["zitadel:alice"]);
-    drop(forward);
-    assert_eq!(
-        tokio::task::block_in_place(|| spdy_session("/portforward")),
-        Ok(vec!["80".to_owned(), "80".into()])
-    );
 
     // No MFA: kubectl shows why.
     let pwd_only = id_token(&pki, &idp.issuer, "kube", "alice", "pwd");
