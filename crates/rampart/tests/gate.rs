@@ -1387,7 +1387,10 @@ current-context: gate
         drop(forward);
         let deadline = Instant::now() + Duration::from_secs(20);
         while up.spdy.lock().unwrap().len() == sessions_before {
-            assert!(Instant::now() < deadline, "the port-forward session did not end");
+            assert!(
+                Instant::now() < deadline,
+                "the port-forward session did not end"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         assert_eq!(
