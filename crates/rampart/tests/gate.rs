@@ -390,8 +390,9 @@ where
                 *b ^= mask[i % 4];
             }
             match opcode {
-                0 | 1 | 2 => {
-                    if to_server.write_all(&payload).await.is_err() {
+                0..=2 => {
+                    let written = to_server.write_all(&payload).await;
+                    if written.is_err() {
                         return;
                     }
                 }
