@@ -767,8 +767,27 @@ impl Idp {
     }
 }
 
-fn start_idp(s: &Scratch, pki: &Pki, port: u16, keys: &str) -> Idp {
+/// Starts an OpenID Provider on a free port. A provider that has not said "ready"
+/// within 60 s is stopped and started once more on another port (a port picked free
+/// can be taken by another process before the provider binds it); both attempts'
+/// logs are shown if the second fails too.
+fn start_idp(s: &Scratch, pki: &Pki, keys: &str) -> Idp {
+    let mut failures = Vec::new();
+    for _ in 0..2 {
+        match try_start_idp(s, pki, free_port(), keys) {
+            Ok(idp) => return idp,
+            Err(why) => failures.push(why),
+        }
+    }
+    panic!(
+        "the OpenID Provider did not start:\n{}",
+        failures.join("\n---\n")
+    );
+}
+
+fn try_start_idp(s: &Scratch, pki: &Pki, port: u16, keys: &str) -> Result<Idp, String> {
     let issuer = format!("https://127.0.0.1:{port}");
+    let log = s.path(&format!("idp-{port}.log"));
     let mut child = Command::new("node")
         .arg(repo_root().join("tests/oidc/idp.mjs"))
         .env("ISSUER", &issuer)
@@ -776,12 +795,13 @@ fn start_idp(s: &Scratch, pki: &Pki, port: u16, keys: &str) -> Idp {
         .env("TLS_CERT", &pki.server_cert)
         .env("TLS_KEY", &pki.server_key)
         .env("KEYS_FILE", s.path(keys))
+        .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(s.path(&format!("idp-{port}.log"))).unwrap())
+        .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .expect("node runs");
     let stdout = child.stdout.take().unwrap();
-    let child = Proc(child);
+    let mut child = Proc(child);
     let fetches = Arc::new(Mutex::new(0));
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let counter = Arc::clone(&fetches);
@@ -796,18 +816,20 @@ fn start_idp(s: &Scratch, pki: &Pki, port: u16, keys: &str) -> Idp {
             }
         }
     });
-    if ready_rx.recv_timeout(Duration::from_secs(60)).as_deref() != Ok("ready") {
-        panic!(
-            "the OpenID Provider did not start:\n{}",
-            std::fs::read_to_string(s.path(&format!("idp-{port}.log"))).unwrap_or_default()
-        );
+    let ready = ready_rx.recv_timeout(Duration::from_secs(60));
+    if ready.as_deref() != Ok("ready") {
+        let exit = child.0.try_wait().ok().flatten();
+        return Err(format!(
+            "port {port}: {ready:?}, exit status {exit:?}\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        ));
     }
-    Idp {
+    Ok(Idp {
         issuer,
         proc: child,
         jwks_fetches: fetches,
         events: ready_rx,
-    }
+    })
 }
 
 /// Logs `user` in at the provider with the given authentication methods and returns
@@ -1095,12 +1117,11 @@ async fn gateway_with_a_real_idp_and_kubectl() {
     let up = Arc::new(Upstream::default());
     let up_port = start_upstream(&pki, Arc::clone(&up)).await;
 
-    let idp_port = free_port();
-    let idp = start_idp(&s, &pki, idp_port, "keys-1.json");
+    let idp = start_idp(&s, &pki, "keys-1.json");
     // A second accepted issuer (a partner's provider, its own audience and prefix), and
     // a provider the gateway does not know.
-    let partner_idp = start_idp(&s, &pki, free_port(), "keys-partner.json");
-    let other_idp = start_idp(&s, &pki, free_port(), "keys-other.json");
+    let partner_idp = start_idp(&s, &pki, "keys-partner.json");
+    let other_idp = start_idp(&s, &pki, "keys-other.json");
 
     let gate_port = free_port();
     let audit = s.path("audit.jsonl");
