@@ -1,5 +1,6 @@
-//! The admin listener: `/metrics` (Prometheus text format), `/healthz`, and `/config`
-//! (the running revision). It serves on its own address, plain HTTP/1.1, and should be
+//! The admin listener: `/metrics` (Prometheus text format), `/healthz`, `/config`
+//! (the running revision), and the protection endpoints (`/bans`, `/protection`: see
+//! [`crate::protect::admin`]). It serves on its own address, plain HTTP/1.1, and should be
 //! bound to loopback or a management network.
 
 use std::convert::Infallible;
@@ -34,9 +35,16 @@ pub async fn serve(shared: Arc<Shared>, listener: TcpListener) {
         };
         let shared = shared.clone();
         tokio::spawn(async move {
-            let svc = service_fn(move |req| {
+            let svc = service_fn(move |req: Request<Incoming>| {
                 let shared = shared.clone();
-                async move { Ok::<_, Infallible>(handle(&shared, &req)) }
+                async move {
+                    if crate::protect::admin::handles(req.uri().path()) {
+                        return Ok::<_, Infallible>(
+                            crate::protect::admin::handle(&shared.protection, req).await,
+                        );
+                    }
+                    Ok::<_, Infallible>(handle(&shared, &req))
+                }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -128,6 +136,7 @@ fn handle(shared: &Shared, req: &Request<Incoming>) -> Response<Full<Bytes>> {
 pub fn render_metrics(shared: &Shared) -> String {
     let mut out = String::with_capacity(8192);
     shared.metrics.render(&mut out);
+    crate::protect::render(&shared.protection, &mut out);
     let rt = shared.current.load();
     let now = now_ms();
     out.push_str("# HELP rampart_edge_backend_server_healthy 1 when the server is available (healthy and not ejected).\n# TYPE rampart_edge_backend_server_healthy gauge\n");

@@ -5,7 +5,9 @@
 //! - [`ConnectionFilter::admit`] runs right after `accept` (and after a PROXY header from
 //!   a trusted balancer gave the real client address), before any TLS work or buffer
 //!   allocation: the cheapest place to drop a flood.
-//! - [`RequestFilter::check`] runs for every HTTP request before routing.
+//! - [`RequestFilter::check`] runs for every HTTP request once its route is known
+//!   (before it is forwarded; unrouted requests are checked too, with no route), and
+//!   [`RequestFilter::responded`] is told the status of each answer.
 //!
 //! And one notification: [`AbuseObserver::observed`] is told every time the gateway
 //! itself refuses or cuts a client for misbehaving (a malformed or smuggling request, a
@@ -40,6 +42,8 @@ pub trait ConnectionFilter: Send + Sync + std::fmt::Debug {
 pub struct RequestInfo<'a> {
     /// Listener name.
     pub listener: &'a str,
+    /// The route that matched, by name (`None`: no route matched).
+    pub route: Option<&'a str>,
     /// Client address (after PROXY protocol).
     pub peer: SocketAddr,
     /// Method.
@@ -55,13 +59,15 @@ pub struct RequestInfo<'a> {
 pub enum RequestVerdict {
     /// Route it.
     Continue,
-    /// Answer at once with this status (e.g. 429), with `Retry-After` in seconds when
-    /// given.
+    /// Answer with this status (e.g. 429), with `Retry-After` in seconds when given,
+    /// after `delay` when given (a tarpit), and close the connection.
     Respond {
         /// Status.
         status: StatusCode,
         /// `Retry-After` seconds.
         retry_after: Option<u32>,
+        /// Hold the answer this long first.
+        delay: Option<std::time::Duration>,
     },
 }
 
@@ -69,6 +75,13 @@ pub enum RequestVerdict {
 pub trait RequestFilter: Send + Sync + std::fmt::Debug {
     /// The verdict for one request.
     fn check(&self, request: &RequestInfo<'_>) -> RequestVerdict;
+
+    /// The status the gateway answered a request with (after the server's answer, or
+    /// its own), for error-rate accounting. Not called for answers made from a
+    /// [`RequestVerdict::Respond`].
+    fn responded(&self, listener: &str, route: Option<&str>, peer: SocketAddr, status: StatusCode) {
+        let _ = (listener, route, peer, status);
+    }
 }
 
 /// Why the gateway refused or cut a client on its own.

@@ -41,6 +41,7 @@ pub mod io;
 pub mod lb;
 mod listener;
 pub mod metrics;
+pub mod protect;
 pub mod proxy;
 pub mod proxy_protocol;
 pub mod route;
@@ -114,8 +115,10 @@ pub struct Shared {
     pub current: ArcSwap<Runtime>,
     /// Counters.
     pub metrics: Metrics,
-    /// Filters.
+    /// Filters (the protection layer first, then the caller's).
     pub hooks: Hooks,
+    /// Connection filtering, limits and bans (`spec.protection`).
+    pub protection: Arc<protect::Protection>,
     /// Live connections.
     pub connections: ConnTrackerHandle,
     /// Turns true when listeners must close.
@@ -245,6 +248,8 @@ impl Gateway {
         let config = config::load(std::slice::from_ref(&src))?;
         let metrics = Metrics::default();
         let carry = Carry::default();
+        let protection = protect::Protection::new(&config);
+        let hooks = protect::install(hooks, protection.clone());
         let rt = runtime::build(config, digest(&src.text), 1, None, &metrics, &carry).await?;
         let (stop_accepting, _) = watch::channel(false);
         let (shutdown, _) = watch::channel(false);
@@ -252,6 +257,7 @@ impl Gateway {
             current: ArcSwap::from_pointee(rt),
             metrics,
             hooks,
+            protection,
             connections: ConnTrackerHandle::default(),
             stop_accepting,
             shutdown,
@@ -286,6 +292,7 @@ impl Gateway {
             tokio::spawn(admin::serve(gw.shared.clone(), l));
         }
         start_background(&rt);
+        tokio::spawn(protect::sweeper(Arc::downgrade(&gw.shared)));
         Ok(gw)
     }
 
@@ -427,6 +434,7 @@ impl Gateway {
             Err(e) => return Err(Diagnostic::error(e.to_string()).into()),
         };
         let rt = Arc::new(rt);
+        self.shared.protection.apply(&rt.config);
         self.shared.current.store(rt.clone());
         self.activate(&rt, sockets);
         old.retire();

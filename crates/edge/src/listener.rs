@@ -35,11 +35,30 @@ pub(crate) async fn accept_loop(
     mut removed: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut stop = shared.stop_accepting.subscribe();
+    let slots = shared.protection.slots().clone();
     loop {
+        // The global connection cap: at the cap, stop accepting (connections wait in
+        // the kernel's queue) until one closes.
+        let paused = &shared.protection.metrics.accept_paused;
+        tokio::select! {
+            _ = slots.wait_for_room(paused) => {}
+            _ = stop.changed() => break,
+            _ = removed.changed() => break,
+        };
         let accepted = tokio::select! {
             r = listener.accept() => r,
             _ = stop.changed() => break,
             _ = removed.changed() => break,
+        };
+        // Another accept loop may have taken the room: this connection (at most one
+        // per loop) waits for the next.
+        let slot = match slots.try_acquire() {
+            Some(s) => s,
+            None => tokio::select! {
+                s = slots.acquire(paused) => s,
+                _ = stop.changed() => break,
+                _ = removed.changed() => break,
+            },
         };
         let (stream, peer) = match accepted {
             Ok(x) => x,
@@ -80,6 +99,7 @@ pub(crate) async fn accept_loop(
         let key = key.clone();
         let fut = async move {
             lm.active_connections.fetch_add(1, Ordering::Relaxed);
+            let _slot = slot;
             let _token = token;
             handle(shared, rt, li, stream, peer, key, &lm).await;
             lm.active_connections.fetch_sub(1, Ordering::Relaxed);
@@ -188,6 +208,7 @@ async fn handle(
         return;
     }
 
+    let abuse = shared.hooks.abuse.clone();
     let ctx_base = (shared, key, peer, local);
     let io = Prefixed::new(buf, stream);
     match &rt.listeners[li].tls {
@@ -200,6 +221,9 @@ async fn handle(
                 Ok(Ok(s)) => s,
                 _ => {
                     lm.handshakes_failed.fetch_add(1, Ordering::Relaxed);
+                    if let Some(o) = &abuse {
+                        o.observed(&lcfg.name, peer, crate::hooks::Abuse::TlsHandshake);
+                    }
                     drop(handshake);
                     return;
                 }

@@ -190,9 +190,21 @@ pub async fn serve(
         ));
     };
     let lcfg = &rt.config.listeners[li];
-    if let Some(filter) = &ctx.shared.hooks.request {
+    let host = route::request_host(req.uri(), req.headers())
+        .map(|h| route::lowercase_host(h).into_owned());
+    let found = route::find_route(
+        &lcfg.http_routes,
+        host.as_deref(),
+        req.uri().path(),
+        req.method(),
+        req.headers(),
+    );
+    let route_name = found.map(|ri| lcfg.http_routes[ri].name.as_str());
+    let filter = ctx.shared.hooks.request.as_ref();
+    if let Some(filter) = filter {
         let info = RequestInfo {
             listener: &lcfg.name,
+            route: route_name,
             peer: ctx.peer,
             method: req.method(),
             uri: req.uri(),
@@ -201,8 +213,12 @@ pub async fn serve(
         if let RequestVerdict::Respond {
             status,
             retry_after,
+            delay,
         } = filter.check(&info)
         {
+            if let Some(d) = delay {
+                tokio::time::sleep(d).await;
+            }
             let mut r = local(status, "request refused\n");
             if let Some(s) = retry_after {
                 r.headers_mut()
@@ -213,16 +229,11 @@ pub async fn serve(
             return Ok(r);
         }
     }
-    let host = route::request_host(req.uri(), req.headers())
-        .map(|h| route::lowercase_host(h).into_owned());
-    let Some(ri) = route::find_route(
-        &lcfg.http_routes,
-        host.as_deref(),
-        req.uri().path(),
-        req.method(),
-        req.headers(),
-    ) else {
+    let Some(ri) = found else {
         ctx.shared.metrics.unrouted.fetch_add(1, Ordering::Relaxed);
+        if let Some(filter) = filter {
+            filter.responded(&lcfg.name, None, ctx.peer, StatusCode::NOT_FOUND);
+        }
         return Ok(local(StatusCode::NOT_FOUND, "no route\n"));
     };
     let route = &lcfg.http_routes[ri];
@@ -234,6 +245,9 @@ pub async fn serve(
     };
     let status = response.status();
     route_metrics.record(status.as_u16(), started.elapsed());
+    if let Some(filter) = filter {
+        filter.responded(&lcfg.name, Some(&route.name), ctx.peer, status);
+    }
     if rt.config.access_log {
         tracing::info!(
             target: "rampart_edge::access",

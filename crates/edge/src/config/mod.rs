@@ -11,12 +11,15 @@
 //! ([`Timeouts`], [`Limits`], [`PassiveEjection`], ...); nothing is inherited between
 //! listeners or backends.
 
+pub mod protection;
 pub mod raw;
 mod types;
 mod validate;
 
 pub use types::*;
-pub use validate::{API_VERSION, KIND, decode, load, parse_duration};
+pub use validate::{API_VERSION, KIND, decode, load, parse_cidr, parse_duration};
 
+#[cfg(test)]
+mod protection_tests;
 #[cfg(test)]
 mod tests;

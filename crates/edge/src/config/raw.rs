@@ -47,6 +47,8 @@ pub struct RawSpec {
     pub listeners: Vec<RawListener>,
     #[serde(default)]
     pub backends: Vec<RawBackend>,
+    #[serde(default)]
+    pub protection: super::protection::RawProtection,
 }
 
 #[derive(Debug, Deserialize)]

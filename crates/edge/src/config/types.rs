@@ -28,6 +28,8 @@ pub struct EdgeConfig {
     pub listeners: Vec<Listener>,
     /// The backends; routes refer to them by index.
     pub backends: Vec<Backend>,
+    /// Connection filtering, limits, request rate limits and bans.
+    pub protection: super::protection::Protection,
 }
 
 /// Timeouts (HAProxy ships none; these are Rampart's defaults).

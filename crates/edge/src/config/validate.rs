@@ -162,7 +162,14 @@ fn validate_spec(
             }
         }
     }
+    let protection = super::protection::validate(
+        &spec.protection,
+        &path.field("protection"),
+        &listeners,
+        errs,
+    );
     EdgeConfig {
+        protection,
         name,
         location: None,
         admin,
@@ -318,7 +325,7 @@ fn socket_addr(s: &str, p: &FieldPath, errs: &mut ObjectErrors<'_>) -> Option<So
 }
 
 /// Parses `10.0.0.0/8`, `::1/128`, or a bare address (a /32 or /128).
-pub(super) fn parse_cidr(s: &str) -> Result<Cidr, String> {
+pub fn parse_cidr(s: &str) -> Result<Cidr, String> {
     let (addr, prefix) = match s.split_once('/') {
         Some((a, p)) => (a, Some(p)),
         None => (s, None),
