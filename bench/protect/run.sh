@@ -280,9 +280,10 @@ cost_lines = [
     f"| on, limit checked per request | {statistics.median(on):.0f} | {', '.join(tracked)} |" if on else "| on | n/a | |",
 ]
 ratio = statistics.median(pairs) if pairs else float("nan")
+runs_text = "one run" if runs == "1" else f"medians of {runs} runs"
 section = f"""## Edge protection
 
-`bench/protect/run.sh --runs {runs} --duration {duration}` (medians of {runs} runs; each
+`bench/protect/run.sh --runs {runs} --duration {duration}` ({runs_text}; each
 attack runs {duration} s while a legitimate client from another address makes 50
 requests/s over TLS keep-alive with a 2 s deadline; both proxies restarted for each
 row; peak memory is the proxy's VmHWM). Rampart runs its default protection; HAProxy
