@@ -46,6 +46,23 @@ impl PeerValues {
     }
 }
 
+impl PeerValues {
+    /// `X-Forwarded-For` element for this hop (the peer address).
+    pub fn xff_bytes(&self) -> &[u8] {
+        self.xff.as_bytes()
+    }
+
+    /// `X-Forwarded-Proto` value (the listener's scheme).
+    pub fn proto_bytes(&self) -> &[u8] {
+        self.proto.as_bytes()
+    }
+
+    /// `Forwarded` element for this hop without `host` (`for=...;proto=...`).
+    pub fn node_bytes(&self) -> &[u8] {
+        self.node.as_bytes()
+    }
+}
+
 /// Rewrites the forwarding headers of a request about to go upstream; `Host` must be
 /// set already.
 pub fn apply(headers: &mut HeaderMap, peer: &PeerValues, trusted: bool) {

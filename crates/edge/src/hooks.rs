@@ -116,6 +116,38 @@ pub enum Abuse {
 }
 
 impl Abuse {
+    /// Every reason, in a fixed order (the index of each is [`Abuse::index`]).
+    pub const ALL: [Abuse; 11] = [
+        Abuse::MalformedRequest,
+        Abuse::Smuggling,
+        Abuse::HeaderTooLarge,
+        Abuse::TooManyHeaders,
+        Abuse::UriTooLong,
+        Abuse::BodyTooLarge,
+        Abuse::SlowHeader,
+        Abuse::SlowBody,
+        Abuse::SlowRead,
+        Abuse::TlsHandshake,
+        Abuse::Http2Flood,
+    ];
+
+    /// This reason's position in [`Abuse::ALL`].
+    pub fn index(self) -> usize {
+        match self {
+            Abuse::MalformedRequest => 0,
+            Abuse::Smuggling => 1,
+            Abuse::HeaderTooLarge => 2,
+            Abuse::TooManyHeaders => 3,
+            Abuse::UriTooLong => 4,
+            Abuse::BodyTooLarge => 5,
+            Abuse::SlowHeader => 6,
+            Abuse::SlowBody => 7,
+            Abuse::SlowRead => 8,
+            Abuse::TlsHandshake => 9,
+            Abuse::Http2Flood => 10,
+        }
+    }
+
     /// A stable label for metrics and logs.
     pub fn as_str(self) -> &'static str {
         match self {

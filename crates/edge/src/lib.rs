@@ -31,10 +31,12 @@
 //! (use a TCP route), caching, HTTP/2 to backends. [`config`] is pure (no I/O); the
 //! other modules do the I/O.
 
+pub mod abuse;
 pub mod admin;
 pub mod config;
 pub mod demo;
 pub mod forwarded;
+pub mod h1;
 mod health;
 pub mod hooks;
 pub mod io;
@@ -127,6 +129,8 @@ pub struct Shared {
     pub shutdown: watch::Sender<bool>,
     /// Set while draining (`/healthz` answers 503).
     pub draining: AtomicBool,
+    /// Budget for log lines about refused clients.
+    pub rejection_log: abuse::LogLimiter,
     revision: AtomicU64,
     carry: Carry,
     reload_lock: Mutex<()>,
@@ -250,7 +254,17 @@ impl Gateway {
         let carry = Carry::default();
         let protection = protect::Protection::new(&config);
         let hooks = protect::install(hooks, protection.clone());
-        let rt = runtime::build(config, digest(&src.text), 1, None, &metrics, &carry).await?;
+        let workers = spawn_workers(workers).map_err(|source| StartError::Workers { source })?;
+        let rt = runtime::build(
+            config,
+            digest(&src.text),
+            1,
+            None,
+            &metrics,
+            &carry,
+            workers.len(),
+        )
+        .await?;
         let (stop_accepting, _) = watch::channel(false);
         let (shutdown, _) = watch::channel(false);
         let shared = Arc::new(Shared {
@@ -262,12 +276,13 @@ impl Gateway {
             stop_accepting,
             shutdown,
             draining: AtomicBool::new(false),
+            rejection_log: abuse::LogLimiter::default(),
             revision: AtomicU64::new(1),
             carry,
             reload_lock: Mutex::new(()),
             source,
             sockets: std::sync::Mutex::new(HashMap::new()),
-            workers: spawn_workers(workers).map_err(|source| StartError::Workers { source })?,
+            workers,
         });
         let gw = Gateway { shared };
         let rt = gw.shared.current.load_full();
@@ -426,6 +441,7 @@ impl Gateway {
             Some(&old),
             &self.shared.metrics,
             &self.shared.carry,
+            self.shared.workers.len(),
         )
         .await?;
         // New listeners are bound before the swap; a bind failure rejects the config.
@@ -534,7 +550,10 @@ fn spawn_workers(n: usize) -> std::io::Result<Vec<tokio::runtime::Handle>> {
         });
         std::thread::Builder::new()
             .name(format!("rampart-edge-{i}"))
-            .spawn(move || rt.block_on(std::future::pending::<()>()))?;
+            .spawn(move || {
+                upstream::set_worker_index(i + 1);
+                rt.block_on(std::future::pending::<()>())
+            })?;
     }
     Ok(handles)
 }

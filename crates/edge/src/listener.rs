@@ -20,7 +20,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::config::{Cidr, Listener, Mode};
-use crate::hooks::Admission;
+use crate::hooks::{Abuse, Admission};
 use crate::io::{Activity, Prefixed, Tracked, now_ms};
 use crate::metrics::ListenerMetrics;
 use crate::proxy::{self, ConnContext};
@@ -101,7 +101,7 @@ pub(crate) async fn accept_loop(
             lm.active_connections.fetch_add(1, Ordering::Relaxed);
             let _slot = slot;
             let _token = token;
-            handle(shared, rt, li, stream, peer, key, &lm).await;
+            handle(shared, rt, li, stream, peer, key, lm.clone()).await;
             lm.active_connections.fetch_sub(1, Ordering::Relaxed);
             drop(conn_guard);
         };
@@ -128,7 +128,7 @@ async fn handle(
     mut stream: TcpStream,
     mut peer: SocketAddr,
     key: Arc<str>,
-    lm: &ListenerMetrics,
+    lm: Arc<ListenerMetrics>,
 ) {
     let _ = stream.set_nodelay(true);
     let Ok(local) = stream.local_addr() else {
@@ -208,8 +208,7 @@ async fn handle(
         return;
     }
 
-    let abuse = shared.hooks.abuse.clone();
-    let ctx_base = (shared, key, peer, local);
+    let ctx_base = (shared.clone(), key.clone(), lm.clone(), peer, local);
     let io = Prefixed::new(buf, stream);
     match &rt.listeners[li].tls {
         Some(tls) => {
@@ -219,11 +218,29 @@ async fn handle(
                 Box::pin(tokio::time::timeout_at(deadline, tls.acceptor.accept(io)));
             let tls_stream = match handshake.as_mut().await {
                 Ok(Ok(s)) => s,
-                _ => {
+                Ok(Err(e)) => {
                     lm.handshakes_failed.fetch_add(1, Ordering::Relaxed);
-                    if let Some(o) = &abuse {
-                        o.observed(&lcfg.name, peer, crate::hooks::Abuse::TlsHandshake);
-                    }
+                    crate::abuse::report(
+                        &shared,
+                        &lm,
+                        &key,
+                        peer,
+                        Abuse::TlsHandshake,
+                        &e.to_string(),
+                    );
+                    drop(handshake);
+                    return;
+                }
+                Err(_) => {
+                    lm.handshakes_failed.fetch_add(1, Ordering::Relaxed);
+                    crate::abuse::report(
+                        &shared,
+                        &lm,
+                        &key,
+                        peer,
+                        Abuse::TlsHandshake,
+                        "handshake not finished in time",
+                    );
                     drop(handshake);
                     return;
                 }
@@ -362,13 +379,19 @@ async fn passthrough(
     state.in_flight.fetch_sub(1, Ordering::Relaxed);
 }
 
-type CtxBase = (Arc<Shared>, Arc<str>, SocketAddr, SocketAddr);
+type CtxBase = (
+    Arc<Shared>,
+    Arc<str>,
+    Arc<ListenerMetrics>,
+    SocketAddr,
+    SocketAddr,
+);
 
 async fn serve_http<IO>(base: CtxBase, io: IO, h2: bool, scheme: &'static str)
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (shared, listener, peer, local) = base;
+    let (shared, listener, metrics, peer, local) = base;
     let rt = shared.current.load_full();
     let timeouts = rt.config.timeouts;
     let limits = rt.config.limits;
@@ -379,6 +402,7 @@ where
         let ctx = Arc::new(ConnContext {
             shared: shared.clone(),
             listener: listener.clone(),
+            metrics,
             peer,
             local,
             activity: Some(activity.clone()),
@@ -408,30 +432,16 @@ where
         }
         let _ = tokio::time::timeout(timeouts.drain, conn).await;
     } else {
-        let ctx = Arc::new(ConnContext {
+        let ctx = ConnContext {
             shared: shared.clone(),
             listener,
+            metrics,
             peer,
             local,
             activity: None,
             forwarding: crate::forwarded::PeerValues::new(peer.ip(), scheme),
-        });
-        let svc = service_fn(move |req| proxy::serve(ctx.clone(), req));
-        let mut builder = hyper::server::conn::http1::Builder::new();
-        builder
-            .timer(TokioTimer::new())
-            .header_read_timeout(timeouts.client_header)
-            .max_buf_size(limits.max_header_bytes.max(8192))
-            .max_headers(limits.max_headers)
-            .keep_alive(true);
-        let mut conn = Box::pin(builder.serve_connection(TokioIo::new(io), svc));
-        tokio::select! {
-            _ = conn.as_mut() => return,
-            _ = shutdown.changed() => {
-                conn.as_mut().graceful_shutdown();
-            }
-        }
-        let _ = tokio::time::timeout(timeouts.drain, conn).await;
+        };
+        crate::h1::server::serve(&ctx, io).await;
     }
 }
 

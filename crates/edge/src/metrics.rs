@@ -70,6 +70,8 @@ pub struct ListenerMetrics {
     pub handshakes_failed: AtomicU64,
     /// Connections passed through by SNI or port.
     pub passthrough: AtomicU64,
+    /// Clients refused or cut by the gateway itself, by [`crate::hooks::Abuse::index`].
+    pub rejections: [AtomicU64; crate::hooks::Abuse::ALL.len()],
 }
 
 /// Every metric of a gateway.
@@ -210,6 +212,18 @@ impl Metrics {
                     out,
                     "rampart_edge_tls_handshakes_total{{listener=\"{l}\",kind=\"{kind}\"}} {}",
                     v.load(Ordering::Relaxed)
+                );
+            }
+        }
+        out.push_str("# HELP rampart_edge_rejections_total Clients refused or cut by the gateway itself, by reason.\n");
+        out.push_str("# TYPE rampart_edge_rejections_total counter\n");
+        for (l, m) in listeners.iter() {
+            for a in crate::hooks::Abuse::ALL {
+                let _ = writeln!(
+                    out,
+                    "rampart_edge_rejections_total{{listener=\"{l}\",reason=\"{}\"}} {}",
+                    a.as_str(),
+                    m.rejections[a.index()].load(Ordering::Relaxed)
                 );
             }
         }

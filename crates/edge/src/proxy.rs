@@ -1,110 +1,69 @@
-//! The HTTP service: request filter, routing, redirects, forwarding to a backend with
-//! retries, header rewriting, metrics and access logs.
+//! What every request goes through whatever its protocol (request filter, routing,
+//! limits, redirects, server choice with retries, metrics, access logs), and the
+//! HTTP/2 service built on it. HTTP/1.1 requests are served by [`crate::h1`]; both
+//! forward over the same HTTP/1.1 server connections.
 //!
 //! Error responses are short fixed texts; the cause goes to the log, never to the
 //! client. Who is to blame decides the status: no route 404, filter verdicts as given,
 //! no available server 503, a server that cannot be reached or breaks the exchange 502,
-//! a server too slow to answer 504.
+//! a server too slow to answer 504; a client over a limit 413, 414 or 431.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Request, Response, StatusCode, Version};
+use http::{Method, Request, Response, StatusCode, Uri};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
 use crate::config::{HttpRoute, Redirect, RouteAction};
-use crate::hooks::{RequestInfo, RequestVerdict};
+use crate::h1::chunked::{self, Decoder};
+use crate::h1::encode::{self, BodyOut, RequestOut};
+use crate::h1::head::{self, Framing, Known};
+use crate::hooks::{Abuse, RequestFilter, RequestInfo, RequestVerdict};
 use crate::io::{Activity, now_ms};
 use crate::lb::ServerState;
+use crate::metrics::ListenerMetrics;
 use crate::runtime::Runtime;
-use crate::upstream::{ExchangeError, ServerPool, Upstream};
+use crate::upstream::ServerConn;
 use crate::{Shared, forwarded, route};
 
-/// A response body: from a server, or made here.
+/// What a connection tells its requests.
 #[derive(Debug)]
-pub enum ProxyBody {
-    /// Made by the gateway.
-    Local(Option<Bytes>),
-    /// Streamed from a server.
-    Upstream(Box<Streamed>),
+pub struct ConnContext {
+    /// Gateway state.
+    pub shared: Arc<Shared>,
+    /// The listener's name (its identity across reloads).
+    pub listener: Arc<str>,
+    /// The listener's counters.
+    pub metrics: Arc<ListenerMetrics>,
+    /// The client (after PROXY protocol).
+    pub peer: SocketAddr,
+    /// The address the client connected to.
+    pub local: SocketAddr,
+    /// Activity record (HTTP/2 idle tracking), if any.
+    pub activity: Option<Arc<Activity>>,
+    /// Forwarding header values that depend only on the peer and scheme, made once.
+    pub forwarding: forwarded::PeerValues,
 }
 
-/// A server's response body, with the connection it arrives on (driven while the body
-/// is read, returned to its pool once the body is complete).
-#[derive(Debug)]
-pub struct Streamed {
-    body: Incoming,
-    upstream: Option<Upstream>,
-    pool: Option<Arc<ServerPool>>,
-    guard: InFlight,
-}
-
-impl Streamed {
-    fn finish(&mut self) {
-        self.guard.release();
-        if let (Some(up), Some(pool)) = (self.upstream.take(), self.pool.take()) {
-            pool.checkin(up, now_ms());
-        }
-    }
-}
-
-impl Drop for Streamed {
-    fn drop(&mut self) {
-        // A body never polled to its end (HEAD, 204, 304, or a client that left): the
-        // connection is reusable only if the server's message is complete.
-        if self.body.is_end_stream() {
-            self.finish();
-        }
-    }
-}
-
-impl Body for ProxyBody {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        match self.get_mut() {
-            ProxyBody::Local(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            ProxyBody::Upstream(s) => {
-                if let Some(up) = &mut s.upstream
-                    && !up.poll_conn(cx)
-                {
-                    // The connection ended; the body reports how (complete or cut).
-                    s.pool = None;
-                }
-                let r = Pin::new(&mut s.body).poll_frame(cx);
-                if let Poll::Ready(None) = r {
-                    s.finish();
-                }
-                r
-            }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match self {
-            ProxyBody::Local(b) => b.is_none(),
-            ProxyBody::Upstream(s) => s.body.is_end_stream(),
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self {
-            ProxyBody::Local(Some(b)) => SizeHint::with_exact(b.len() as u64),
-            ProxyBody::Local(None) => SizeHint::with_exact(0),
-            ProxyBody::Upstream(s) => s.body.size_hint(),
-        }
+impl ConnContext {
+    /// Counts and reports a client the gateway refused or cut.
+    pub fn report(&self, abuse: Abuse, detail: &str) {
+        crate::abuse::report(
+            &self.shared,
+            &self.metrics,
+            &self.listener,
+            self.peer,
+            abuse,
+            detail,
+        );
     }
 }
 
@@ -116,7 +75,8 @@ pub struct InFlight {
 }
 
 impl InFlight {
-    fn new(server: Option<Arc<ServerState>>, activity: Option<Arc<Activity>>) -> Self {
+    /// Counts now.
+    pub fn new(server: Option<Arc<ServerState>>, activity: Option<Arc<Activity>>) -> Self {
         if let Some(s) = &server {
             s.in_flight.fetch_add(1, Ordering::Relaxed);
         }
@@ -143,21 +103,258 @@ impl Drop for InFlight {
     }
 }
 
-/// What a connection tells its requests.
+/// Why a request could not be served by a server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// No server could be reached (connect errors): 502.
+    Unreachable,
+    /// The exchange failed after the request may have reached the server: 502.
+    Exchange,
+    /// No response headers in time: 504.
+    Timeout,
+}
+
+impl Failure {
+    /// The status for a failure; `None` (no server available) is 503.
+    pub fn status(f: Option<Failure>) -> u16 {
+        match f {
+            None => 503,
+            Some(Failure::Unreachable | Failure::Exchange) => 502,
+            Some(Failure::Timeout) => 504,
+        }
+    }
+}
+
+/// Asks the request filter; `Some((status, retry_after, delay))` refuses the request.
+pub fn check_filter(
+    filter: &dyn RequestFilter,
+    listener: &str,
+    route: Option<&str>,
+    peer: SocketAddr,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Option<(StatusCode, Option<u32>, Option<std::time::Duration>)> {
+    let info = RequestInfo {
+        listener,
+        route,
+        peer,
+        method,
+        uri,
+        headers,
+    };
+    match filter.check(&info) {
+        RequestVerdict::Continue => None,
+        RequestVerdict::Respond {
+            status,
+            retry_after,
+            delay,
+        } => Some((status, retry_after, delay)),
+    }
+}
+
+/// The `Location` of a redirect, from the request's host (`Host` or authority, with
+/// its port) and path-and-query.
+pub fn redirect_location(
+    r: &Redirect,
+    scheme: &str,
+    raw_host: Option<&str>,
+    pq: &str,
+) -> Result<String, &'static str> {
+    let raw_host = raw_host.unwrap_or("");
+    let (req_host, req_port) = match raw_host.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
+            if p.bytes().all(|b| b.is_ascii_digit()) && !h.is_empty() {
+                (h, Some(p))
+            } else {
+                (raw_host, None)
+            }
+        }
+        _ => (raw_host, None),
+    };
+    let new_scheme = r.scheme.as_deref().unwrap_or(scheme);
+    let host = r.host.as_deref().unwrap_or(req_host);
+    if host.is_empty() {
+        return Err("missing host");
+    }
+    let port = match r.port {
+        Some(p) => Some(p.to_string()),
+        None if new_scheme != scheme => None,
+        None => req_port.map(str::to_owned),
+    };
+    let pq = if pq.is_empty() { "/" } else { pq };
+    let location = match port {
+        Some(p) => format!("{new_scheme}://{host}:{p}{pq}"),
+        None => format!("{new_scheme}://{host}{pq}"),
+    };
+    if HeaderValue::from_str(&location).is_err() {
+        return Err("bad location");
+    }
+    Ok(location)
+}
+
+/// Gets a connection to server `si`: an idle pooled one, or a new one. The flag says
+/// whether it may go back to the pool afterwards.
+pub async fn connection(
+    ctx: &ConnContext,
+    rt: &Runtime,
+    bi: usize,
+    si: usize,
+) -> Option<(ServerConn, bool)> {
+    let backend = &rt.backends[bi];
+    let bcfg = &rt.config.backends[bi];
+    if bcfg.proxy_protocol {
+        // A connection carries one client's address: never pooled.
+        let header = crate::proxy_protocol::encode(ctx.peer, ctx.local);
+        return ServerConn::open(&backend.connector, backend.addrs[si], Some(&header))
+            .await
+            .ok()
+            .map(|u| (u, false));
+    }
+    if let Some(up) = backend.pools[si].checkout(now_ms()) {
+        return Some((up, true));
+    }
+    match ServerConn::open(&backend.connector, backend.addrs[si], None).await {
+        Ok(up) => Some((up, true)),
+        Err(e) => {
+            tracing::debug!(error = %e, server = %backend.addrs[si], "connect failed");
+            None
+        }
+    }
+}
+
+/// Tells the balancer how server `si` of backend `bi` did.
+pub fn report_server(rt: &Runtime, bi: usize, si: usize, ok: bool) {
+    let backend = &rt.backends[bi];
+    if backend.balancer.report(si, ok, now_ms()) {
+        tracing::warn!(backend = %rt.config.backends[bi].name, server = %backend.addrs[si], "server ejected after consecutive failures");
+    }
+}
+
+/// A response body: made here, read in full, or streamed from a server.
 #[derive(Debug)]
-pub struct ConnContext {
-    /// Gateway state.
-    pub shared: Arc<Shared>,
-    /// The listener's name (its identity across reloads).
-    pub listener: Arc<str>,
-    /// The client (after PROXY protocol).
-    pub peer: SocketAddr,
-    /// The address the client connected to.
-    pub local: SocketAddr,
-    /// Activity record (HTTP/2 idle tracking), if any.
-    pub activity: Option<Arc<Activity>>,
-    /// Forwarding header values that depend only on the peer and scheme, made once.
-    pub forwarding: forwarded::PeerValues,
+pub enum ProxyBody {
+    /// Made by the gateway, or a server's body read in full.
+    Local(Option<Bytes>),
+    /// Streamed from a server.
+    Upstream(Box<Streamed>),
+}
+
+/// A server's response body, with the connection it arrives on (driven while the body
+/// is read, returned to its pool once the body is complete).
+#[derive(Debug)]
+pub struct Streamed {
+    up: Option<ServerConn>,
+    pool: Option<Arc<crate::upstream::ServerPool>>,
+    framing: StreamFraming,
+    guard: InFlight,
+}
+
+#[derive(Debug)]
+enum StreamFraming {
+    Length(u64),
+    Chunked(Decoder),
+    UntilClose,
+}
+
+impl Streamed {
+    fn finish(&mut self) {
+        self.guard.release();
+        if let (Some(up), Some(pool)) = (self.up.take(), self.pool.take()) {
+            pool.checkin(up, now_ms());
+        }
+    }
+}
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        match self.get_mut() {
+            ProxyBody::Local(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            ProxyBody::Upstream(s) => loop {
+                let Some(up) = s.up.as_mut() else {
+                    return Poll::Ready(None);
+                };
+                if !up.buf.is_empty() {
+                    match &mut s.framing {
+                        StreamFraming::Length(left) => {
+                            let n = usize::try_from(*left)
+                                .unwrap_or(usize::MAX)
+                                .min(up.buf.len());
+                            let data = up.buf.split_to(n).freeze();
+                            *left -= n as u64;
+                            if *left == 0 {
+                                s.finish();
+                            }
+                            return Poll::Ready(Some(Ok(Frame::data(data))));
+                        }
+                        StreamFraming::Chunked(d) => {
+                            let step = d.decode(&up.buf).map_err(|e| {
+                                std::io::Error::new(std::io::ErrorKind::InvalidData, e.0)
+                            })?;
+                            let (start, n) = step.data;
+                            let data =
+                                (n > 0).then(|| Bytes::copy_from_slice(&up.buf[start..start + n]));
+                            up.buf.advance(step.consumed);
+                            if step.done {
+                                s.finish();
+                                return Poll::Ready(data.map(|d| Ok(Frame::data(d))));
+                            }
+                            if let Some(data) = data {
+                                return Poll::Ready(Some(Ok(Frame::data(data))));
+                            }
+                            if step.consumed > 0 {
+                                continue;
+                            }
+                        }
+                        StreamFraming::UntilClose => {
+                            let data = up.buf.split().freeze();
+                            return Poll::Ready(Some(Ok(Frame::data(data))));
+                        }
+                    }
+                }
+                match ready!(up.poll_read_more(cx)) {
+                    Ok(0) => {
+                        if matches!(s.framing, StreamFraming::UntilClose) {
+                            s.up = None;
+                            s.guard.release();
+                            return Poll::Ready(None);
+                        }
+                        s.up = None;
+                        return Poll::Ready(Some(Err(std::io::ErrorKind::UnexpectedEof.into())));
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        s.up = None;
+                        return Poll::Ready(Some(Err(e)));
+                    }
+                }
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ProxyBody::Local(b) => b.is_none(),
+            ProxyBody::Upstream(s) => s.up.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ProxyBody::Local(Some(b)) => SizeHint::with_exact(b.len() as u64),
+            ProxyBody::Local(None) => SizeHint::with_exact(0),
+            ProxyBody::Upstream(s) => match s.framing {
+                StreamFraming::Length(n) => SizeHint::with_exact(n),
+                _ => SizeHint::default(),
+            },
+        }
+    }
 }
 
 fn local(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
@@ -172,7 +369,22 @@ fn local(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
     r
 }
 
-/// Serves one request.
+fn status_text(status: u16) -> &'static str {
+    match status {
+        413 => "content too large\n",
+        414 => "uri too long\n",
+        431 => "request header fields too large\n",
+        408 => "request timeout\n",
+        400 => "bad request\n",
+        501 => "not implemented\n",
+        502 => "bad gateway\n",
+        503 => "no server available\n",
+        504 => "gateway timeout\n",
+        _ => "request refused\n",
+    }
+}
+
+/// Serves one HTTP/2 request.
 pub async fn serve(
     ctx: Arc<ConnContext>,
     req: Request<Incoming>,
@@ -190,6 +402,25 @@ pub async fn serve(
         ));
     };
     let lcfg = &rt.config.listeners[li];
+    let limits = &rt.config.limits;
+    // Limits the HTTP/2 layer does not check itself.
+    let refuse = |status: u16, abuse: Abuse, detail: &str| {
+        ctx.report(abuse, detail);
+        Ok(local(
+            StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+            status_text(status),
+        ))
+    };
+    if req.method() == Method::CONNECT {
+        return refuse(501, Abuse::MalformedRequest, "CONNECT is not proxied");
+    }
+    let pq_len = req.uri().path_and_query().map_or(1, |p| p.as_str().len());
+    if pq_len > limits.max_uri_bytes {
+        return refuse(414, Abuse::UriTooLong, "request target too long");
+    }
+    if req.headers().len() > limits.max_headers {
+        return refuse(431, Abuse::TooManyHeaders, "too many header fields");
+    }
     let host = route::request_host(req.uri(), req.headers())
         .map(|h| route::lowercase_host(h).into_owned());
     let found = route::find_route(
@@ -199,35 +430,27 @@ pub async fn serve(
         req.method(),
         req.headers(),
     );
-    let route_name = found.map(|ri| lcfg.http_routes[ri].name.as_str());
     let filter = ctx.shared.hooks.request.as_ref();
-    if let Some(filter) = filter {
-        let info = RequestInfo {
-            listener: &lcfg.name,
-            route: route_name,
-            peer: ctx.peer,
-            method: req.method(),
-            uri: req.uri(),
-            headers: req.headers(),
-        };
-        if let RequestVerdict::Respond {
-            status,
-            retry_after,
-            delay,
-        } = filter.check(&info)
-        {
-            if let Some(d) = delay {
-                tokio::time::sleep(d).await;
-            }
-            let mut r = local(status, "request refused\n");
-            if let Some(s) = retry_after {
-                r.headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from(s));
-            }
-            r.headers_mut()
-                .insert(header::CONNECTION, HeaderValue::from_static("close"));
-            return Ok(r);
+    if let Some(f) = filter
+        && let Some((status, retry_after, delay)) = check_filter(
+            f.as_ref(),
+            &lcfg.name,
+            found.map(|ri| lcfg.http_routes[ri].name.as_str()),
+            ctx.peer,
+            req.method(),
+            req.uri(),
+            req.headers(),
+        )
+    {
+        if let Some(d) = delay {
+            tokio::time::sleep(d).await;
         }
+        let mut r = local(status, "request refused\n");
+        if let Some(s) = retry_after {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(s));
+        }
+        return Ok(r);
     }
     let Some(ri) = found else {
         ctx.shared.metrics.unrouted.fetch_add(1, Ordering::Relaxed);
@@ -237,10 +460,36 @@ pub async fn serve(
         return Ok(local(StatusCode::NOT_FOUND, "no route\n"));
     };
     let route = &lcfg.http_routes[ri];
+    if pq_len > route.limits.max_uri_bytes {
+        return refuse(414, Abuse::UriTooLong, "request target too long");
+    }
+    if req.headers().len() > route.limits.max_headers {
+        return refuse(431, Abuse::TooManyHeaders, "too many header fields");
+    }
     let route_metrics = rt.listeners[li].route_metrics[ri].clone();
     let scheme = rt.listeners[li].scheme;
     let (response, upstream) = match &route.action {
-        RouteAction::Redirect(r) => (redirect(r, scheme, &req), None),
+        RouteAction::Redirect(r) => {
+            let raw_host = req.uri().authority().map(|a| a.as_str()).or_else(|| {
+                req.headers()
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok())
+            });
+            let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
+            match redirect_location(r, scheme, raw_host, pq) {
+                Ok(location) => {
+                    let mut resp = local(
+                        StatusCode::from_u16(r.status).unwrap_or(StatusCode::MOVED_PERMANENTLY),
+                        "redirecting\n",
+                    );
+                    if let Ok(v) = HeaderValue::from_str(&location) {
+                        resp.headers_mut().insert(header::LOCATION, v);
+                    }
+                    (resp, None)
+                }
+                Err(_) => (local(StatusCode::BAD_REQUEST, "bad request\n"), None),
+            }
+        }
         RouteAction::Backend(bi) => forward(&ctx, &rt, route, *bi, req).await,
     };
     let status = response.status();
@@ -263,120 +512,27 @@ pub async fn serve(
     Ok(response)
 }
 
-fn redirect(r: &Redirect, scheme: &str, req: &Request<Incoming>) -> Response<ProxyBody> {
-    let raw_host = req
-        .uri()
-        .authority()
-        .map(|a| a.as_str().to_owned())
-        .or_else(|| {
-            req.headers()
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(str::to_owned)
-        })
-        .unwrap_or_default();
-    let (req_host, req_port) = match raw_host.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
-            if p.bytes().all(|b| b.is_ascii_digit()) && !h.is_empty() {
-                (h.to_owned(), Some(p.to_owned()))
-            } else {
-                (raw_host.clone(), None)
+/// Largest response body read in full before the response goes out (sent with its
+/// headers in one go).
+const SMALL_BODY: u64 = 16 * 1024;
+
+/// How the request body is sent to the server.
+fn request_framing(req: &Request<Incoming>) -> Result<BodyOut, ()> {
+    let mut lengths = req.headers().get_all(header::CONTENT_LENGTH).iter();
+    match lengths.next() {
+        Some(v) => {
+            let v = v.to_str().map_err(|_| ())?.trim();
+            if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) || v.len() > 18 {
+                return Err(());
             }
+            let n: u64 = v.parse().map_err(|_| ())?;
+            if lengths.any(|o| o.as_bytes().trim_ascii() != v.as_bytes()) {
+                return Err(());
+            }
+            Ok(BodyOut::Length(n))
         }
-        _ => (raw_host.clone(), None),
-    };
-    let new_scheme = r.scheme.as_deref().unwrap_or(scheme);
-    let host = r.host.clone().unwrap_or(req_host);
-    if host.is_empty() {
-        return local(StatusCode::BAD_REQUEST, "missing host\n");
-    }
-    let port = match r.port {
-        Some(p) => Some(p.to_string()),
-        None if new_scheme != scheme => None,
-        None => req_port,
-    };
-    let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
-    let location = match port {
-        Some(p) => format!("{new_scheme}://{host}:{p}{pq}"),
-        None => format!("{new_scheme}://{host}{pq}"),
-    };
-    let Ok(value) = HeaderValue::from_str(&location) else {
-        return local(StatusCode::BAD_REQUEST, "bad request\n");
-    };
-    let mut resp = local(
-        StatusCode::from_u16(r.status).unwrap_or(StatusCode::MOVED_PERMANENTLY),
-        "redirecting\n",
-    );
-    resp.headers_mut().insert(header::LOCATION, value);
-    resp
-}
-
-/// Hop-by-hop headers (RFC 9110 §7.6.1), removed in both directions.
-static HOP_BY_HOP: [HeaderName; 7] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-];
-
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    if let Some(conn) = headers.get(header::CONNECTION) {
-        // Headers named in Connection are hop-by-hop too.
-        let named: Vec<HeaderName> = conn
-            .to_str()
-            .unwrap_or("")
-            .split(',')
-            .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-            .collect();
-        for n in named {
-            headers.remove(n);
-        }
-    }
-    for h in &HOP_BY_HOP {
-        if headers.contains_key(h) {
-            headers.remove(h);
-        }
-    }
-}
-
-enum Failure {
-    /// No server could be reached (connect errors): 502.
-    Unreachable,
-    /// The exchange failed after the request may have reached the server: 502.
-    Exchange,
-    /// No response headers in time: 504.
-    Timeout,
-}
-
-/// Gets a connection to server `si`: an idle pooled one, or a new one.
-async fn connection(
-    ctx: &ConnContext,
-    rt: &Runtime,
-    bi: usize,
-    si: usize,
-) -> Option<(Upstream, bool)> {
-    let backend = &rt.backends[bi];
-    let bcfg = &rt.config.backends[bi];
-    if bcfg.proxy_protocol {
-        // A connection carries one client's address: never pooled.
-        let header = crate::proxy_protocol::encode(ctx.peer, ctx.local);
-        return Upstream::open(&backend.connector, backend.addrs[si], Some(&header))
-            .await
-            .ok()
-            .map(|u| (u, false));
-    }
-    if let Some(up) = backend.pools[si].checkout(now_ms()) {
-        return Some((up, true));
-    }
-    match Upstream::open(&backend.connector, backend.addrs[si], None).await {
-        Ok(up) => Some((up, true)),
-        Err(e) => {
-            tracing::debug!(error = %e, server = %backend.addrs[si], "connect failed");
-            None
-        }
+        None if req.body().is_end_stream() => Ok(BodyOut::None),
+        None => Ok(BodyOut::Chunked),
     }
 }
 
@@ -389,38 +545,52 @@ async fn forward(
 ) -> (Response<ProxyBody>, Option<SocketAddr>) {
     let backend = &rt.backends[bi];
     let bcfg = &rt.config.backends[bi];
-    let (mut parts, body) = req.into_parts();
-    strip_hop_by_hop(&mut parts.headers);
-    if !parts.headers.contains_key(header::HOST)
-        && let Some(a) = parts.uri.authority()
-        && let Ok(v) = HeaderValue::from_str(a.as_str())
+    let cfg = &rt.config;
+    let Ok(body_out) = request_framing(&req) else {
+        ctx.report(Abuse::Smuggling, "invalid content-length");
+        return (local(StatusCode::BAD_REQUEST, "bad request\n"), None);
+    };
+    if let BodyOut::Length(n) = body_out
+        && n > route.limits.max_body_bytes
     {
-        parts.headers.insert(header::HOST, v);
+        ctx.report(Abuse::BodyTooLarge, "request body too large");
+        return (
+            local(StatusCode::PAYLOAD_TOO_LARGE, "content too large\n"),
+            None,
+        );
     }
-    let trusted = crate::config::Cidr::any_contains(&rt.config.trusted_proxies, ctx.peer.ip());
-    forwarded::apply(&mut parts.headers, &ctx.forwarding, trusted);
-    if !route.request_headers.is_empty() {
-        route.request_headers.apply(&mut parts.headers);
-    }
-    // Servers get origin-form targets.
-    if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
-        let pq = parts
-            .uri
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
-        parts.uri = http::Uri::from(pq);
-    }
-    parts.version = Version::HTTP_11;
-    let mut req = Request::from_parts(parts, body);
+    let (parts, mut body) = req.into_parts();
+    let is_head = parts.method == Method::HEAD;
+    let host: Option<&[u8]> = match parts.uri.authority() {
+        Some(a) => Some(a.as_str().as_bytes()),
+        None => parts.headers.get(header::HOST).map(HeaderValue::as_bytes),
+    };
+    let trusted = crate::config::Cidr::any_contains(&cfg.trusted_proxies, ctx.peer.ip());
+    let target = parts
+        .uri
+        .path_and_query()
+        .map_or(&b"/"[..], |p| p.as_str().as_bytes());
+    let mut out = Vec::with_capacity(1024);
+    encode::request_head(
+        &mut out,
+        &RequestOut {
+            method: parts.method.as_str().as_bytes(),
+            target,
+            host,
+            peer: &ctx.forwarding,
+            trusted,
+            edits: &route.request_headers,
+            body: body_out,
+        },
+        &parts.headers,
+    );
+
     let mut tried: [usize; 11] = [usize::MAX; 11];
     let mut ntried = 0;
     let mut failure = None;
-    // Requests whose bytes never left the gateway (connect failures, a pooled
-    // connection the server had closed) are tried again, on another server when the
-    // retry budget allows; a request that may have reached a server never is.
-    let attempts = bcfg.retries as usize + 1;
+    let attempts = (bcfg.retries as usize + 1).min(tried.len());
     let mut stale_retries = 2;
+    let mut chosen = None;
     while ntried < attempts {
         let Some(si) = backend.balancer.pick(
             now_ms(),
@@ -430,73 +600,264 @@ async fn forward(
         ) else {
             break;
         };
-        let server = &backend.balancer.servers()[si];
         let Some((mut up, poolable)) = connection(ctx, rt, bi, si).await else {
             tried[ntried] = si;
             ntried += 1;
             failure = Some(Failure::Unreachable);
-            if backend.balancer.report(si, false, now_ms()) {
-                tracing::warn!(backend = %bcfg.name, server = %backend.addrs[si], "server ejected after consecutive failures");
-            }
+            report_server(rt, bi, si, false);
             continue;
         };
-        let guard = InFlight::new(Some(server.clone()), None);
-        let sent = tokio::time::timeout(rt.config.timeouts.server_response, up.send(req)).await;
-        match sent {
-            Ok(Ok(resp)) => {
-                let failed = matches!(resp.status().as_u16(), 502..=504);
-                if backend.balancer.report(si, !failed, now_ms()) {
-                    tracing::warn!(backend = %bcfg.name, server = %backend.addrs[si], "server ejected after consecutive failures");
-                }
-                let (mut rparts, rbody) = resp.into_parts();
-                strip_hop_by_hop(&mut rparts.headers);
-                if !route.response_headers.is_empty() {
-                    route.response_headers.apply(&mut rparts.headers);
-                }
-                let streamed = Streamed {
-                    body: rbody,
-                    upstream: Some(up),
-                    pool: poolable.then(|| backend.pools[si].clone()),
-                    guard,
+        let guard = InFlight::new(Some(backend.balancer.servers()[si].clone()), None);
+        match up.write_all(&out).await {
+            Ok(()) => {
+                chosen = Some((si, up, poolable, guard));
+                break;
+            }
+            Err(e) if !e.sent_any && stale_retries > 0 => stale_retries -= 1,
+            Err(e) => {
+                tracing::debug!(error = %e.error, server = %backend.addrs[si], "write to server failed");
+                report_server(rt, bi, si, false);
+                let f = if e.sent_any {
+                    Failure::Exchange
+                } else {
+                    Failure::Unreachable
                 };
+                return (fail(Some(f)), Some(backend.addrs[si]));
+            }
+        }
+    }
+    let Some((si, mut up, poolable, guard)) = chosen else {
+        return (fail(failure), None);
+    };
+    let addr = backend.addrs[si];
+    up.uses += 1;
+
+    // The request body, as the client sends it.
+    if !body.is_end_stream() && body_out != BodyOut::None {
+        match send_body(ctx, rt, route, &mut body, body_out, &mut up).await {
+            Ok(()) => {}
+            Err(SendFail::Client(Some((abuse, status)))) => {
+                ctx.report(abuse, status_text(status).trim_end());
                 return (
-                    Response::from_parts(rparts, ProxyBody::Upstream(Box::new(streamed))),
-                    Some(backend.addrs[si]),
+                    local(
+                        StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+                        status_text(status),
+                    ),
+                    Some(addr),
                 );
             }
-            Ok(Err(ExchangeError::NotSent(back))) => {
-                // The connection was closed before the request went out: try a fresh
-                // connection (not counted against the server or the retry budget).
-                req = *back;
-                if stale_retries == 0 {
-                    failure = Some(Failure::Unreachable);
-                    break;
+            Err(SendFail::Client(None)) => {
+                return (local(StatusCode::BAD_REQUEST, "bad request\n"), Some(addr));
+            }
+            Err(SendFail::Server) => {
+                report_server(rt, bi, si, false);
+                if up.buf.is_empty() {
+                    return (fail(Some(Failure::Exchange)), Some(addr));
                 }
-                stale_retries -= 1;
-                continue;
-            }
-            Ok(Err(ExchangeError::Failed(e))) => {
-                tracing::debug!(error = %e, server = %backend.addrs[si], "exchange failed");
-                backend.balancer.report(si, false, now_ms());
-                failure = Some(Failure::Exchange);
-                return (fail(&failure), Some(backend.addrs[si]));
-            }
-            Err(_) => {
-                backend.balancer.report(si, false, now_ms());
-                failure = Some(Failure::Timeout);
-                return (fail(&failure), Some(backend.addrs[si]));
             }
         }
     }
-    (fail(&failure), None)
+
+    // The response head.
+    let deadline = tokio::time::Instant::now() + cfg.timeouts.server_response;
+    let mut fields = Vec::new();
+    let resp = loop {
+        let r = tokio::time::timeout_at(deadline, read_head(&mut up, is_head, &mut fields)).await;
+        match r {
+            Ok(Ok(h)) if (100..200).contains(&h.status) && h.status != 101 => {
+                up.buf.advance(h.len);
+            }
+            Ok(Ok(h)) if h.status == 101 => break Err(Failure::Exchange),
+            Ok(Ok(h)) => break Ok(h),
+            Ok(Err(())) => break Err(Failure::Exchange),
+            Err(_) => break Err(Failure::Timeout),
+        }
+    };
+    let resp = match resp {
+        Ok(r) => r,
+        Err(f) => {
+            report_server(rt, bi, si, false);
+            return (fail(Some(f)), Some(addr));
+        }
+    };
+    report_server(rt, bi, si, !matches!(resp.status, 502..=504));
+    let mut response = Response::new(ProxyBody::Local(None));
+    *response.status_mut() = StatusCode::from_u16(resp.status).unwrap_or(StatusCode::BAD_GATEWAY);
+    let headers = response.headers_mut();
+    headers.reserve(fields.len() + route.response_headers.add.len());
+    for f in &fields {
+        let keep = match f.known {
+            Known::ContentLength => matches!(resp.framing, Framing::Length(_) | Framing::Empty),
+            Known::TransferEncoding | Known::Connection | Known::HopByHop => false,
+            _ => true,
+        };
+        if !keep {
+            continue;
+        }
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(&up.buf[f.name.clone()]),
+            HeaderValue::from_bytes(&up.buf[f.value.clone()]),
+        ) {
+            headers.append(n, v);
+        }
+    }
+    if !route.response_headers.is_empty() {
+        route.response_headers.apply(headers);
+    }
+    up.buf.advance(resp.len);
+    let reusable = !resp.close && poolable;
+    let pool = reusable.then(|| backend.pools[si].clone());
+    match resp.framing {
+        Framing::Empty | Framing::Length(0) => {
+            if let Some(p) = pool {
+                p.checkin(up, now_ms());
+            }
+        }
+        Framing::Length(n) if n <= SMALL_BODY => {
+            // Small: read it all, so that headers and data leave together and the
+            // server connection goes back to the pool at once.
+            let n = n as usize;
+            while up.buf.len() < n {
+                match tokio::time::timeout_at(deadline, up.read_more()).await {
+                    Ok(Ok(k)) if k > 0 => {}
+                    _ => {
+                        report_server(rt, bi, si, false);
+                        return (fail(Some(Failure::Exchange)), Some(addr));
+                    }
+                }
+            }
+            let data = up.buf.split_to(n).freeze();
+            if let Some(p) = pool {
+                p.checkin(up, now_ms());
+            }
+            *response.body_mut() = ProxyBody::Local(Some(data));
+        }
+        framing => {
+            let framing = match framing {
+                Framing::Length(n) => StreamFraming::Length(n),
+                Framing::Chunked => StreamFraming::Chunked(Decoder::new(16 * 1024)),
+                _ => StreamFraming::UntilClose,
+            };
+            *response.body_mut() = ProxyBody::Upstream(Box::new(Streamed {
+                up: Some(up),
+                pool,
+                framing,
+                guard,
+            }));
+        }
+    }
+    (response, Some(addr))
 }
 
-fn fail(failure: &Option<Failure>) -> Response<ProxyBody> {
-    match failure {
-        None => local(StatusCode::SERVICE_UNAVAILABLE, "no server available\n"),
-        Some(Failure::Unreachable | Failure::Exchange) => {
-            local(StatusCode::BAD_GATEWAY, "bad gateway\n")
+async fn read_head(
+    up: &mut ServerConn,
+    is_head: bool,
+    fields: &mut Vec<head::Field>,
+) -> Result<head::ResponseHead, ()> {
+    let mut scanned = 0;
+    loop {
+        if let Some(end) = head::find_head_end(&up.buf, scanned) {
+            return head::parse_response(&up.buf, end, is_head, fields).map_err(|e| {
+                tracing::debug!(why = e.0, "bad response");
+            });
         }
-        Some(Failure::Timeout) => local(StatusCode::GATEWAY_TIMEOUT, "gateway timeout\n"),
+        scanned = up.buf.len();
+        if up.buf.len() > 64 * 1024 {
+            return Err(());
+        }
+        match up.read_more().await {
+            Ok(n) if n > 0 => {}
+            _ => return Err(()),
+        }
     }
+}
+
+enum SendFail {
+    Client(Option<(Abuse, u16)>),
+    Server,
+}
+
+/// Streams an HTTP/2 request body to the server, re-framed, under the body limit and
+/// the minimum body rate.
+async fn send_body(
+    _ctx: &ConnContext,
+    rt: &Runtime,
+    route: &HttpRoute,
+    body: &mut Incoming,
+    framing: BodyOut,
+    up: &mut ServerConn,
+) -> Result<(), SendFail> {
+    let t = &rt.config.timeouts;
+    let window = t.client_body;
+    let min_bytes = rt
+        .config
+        .limits
+        .min_body_rate
+        .saturating_mul(window.as_millis() as u64)
+        / 1000;
+    let mut window_end = tokio::time::Instant::now() + window;
+    let mut window_bytes = 0u64;
+    let mut seen = 0u64;
+    let chunked = framing == BodyOut::Chunked;
+    let mut out = Vec::new();
+    loop {
+        let frame = tokio::time::timeout_at(
+            window_end,
+            std::future::poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx)),
+        )
+        .await;
+        let frame = match frame {
+            Err(_) => {
+                if window_bytes < min_bytes {
+                    return Err(SendFail::Client(Some((Abuse::SlowBody, 408))));
+                }
+                window_end = tokio::time::Instant::now() + window;
+                window_bytes = 0;
+                continue;
+            }
+            Ok(None) => break,
+            Ok(Some(Err(_))) => return Err(SendFail::Client(None)),
+            Ok(Some(Ok(f))) => f,
+        };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        seen += data.len() as u64;
+        window_bytes += data.len() as u64;
+        if seen > route.limits.max_body_bytes {
+            return Err(SendFail::Client(Some((Abuse::BodyTooLarge, 413))));
+        }
+        if data.is_empty() {
+            continue;
+        }
+        out.clear();
+        if chunked {
+            chunked::encode_header(&mut out, data.len());
+            out.extend_from_slice(&data);
+            out.extend_from_slice(chunked::CHUNK_END);
+        } else {
+            out.extend_from_slice(&data);
+        }
+        let deadline = tokio::time::Instant::now() + t.server_response;
+        match tokio::time::timeout_at(deadline, up.write_all(&out)).await {
+            Ok(Ok(())) => {}
+            _ => return Err(SendFail::Server),
+        }
+    }
+    if chunked {
+        let deadline = tokio::time::Instant::now() + t.server_response;
+        match tokio::time::timeout_at(deadline, up.write_all(chunked::LAST_CHUNK)).await {
+            Ok(Ok(())) => {}
+            _ => return Err(SendFail::Server),
+        }
+    }
+    Ok(())
+}
+
+fn fail(failure: Option<Failure>) -> Response<ProxyBody> {
+    let status = Failure::status(failure);
+    local(
+        StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),
+        status_text(status),
+    )
 }

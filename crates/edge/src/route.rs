@@ -1,7 +1,7 @@
 //! HTTP route matching: a pure function of the request's host, path, method and
 //! headers. Routes are tried in the order written; the first match wins.
 
-use http::{HeaderMap, Method};
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
 use crate::config::HttpRoute;
 
@@ -12,7 +12,45 @@ pub fn request_host<'a>(uri: &'a http::Uri, headers: &'a HeaderMap) -> Option<&'
         Some(a) => a.host(),
         None => headers.get(http::header::HOST)?.to_str().ok()?,
     };
-    Some(strip_port(raw).trim_end_matches('.'))
+    Some(host_without_port(raw))
+}
+
+/// A `Host` value or authority without its port and trailing dot.
+pub fn host_without_port(raw: &str) -> &str {
+    strip_port(raw).trim_end_matches('.')
+}
+
+/// Header lookups for route conditions, whatever the protocol the request came in.
+pub trait HeaderLookup {
+    /// True when a field `name` is present.
+    fn has(&self, name: &HeaderName) -> bool;
+    /// True when a field `name` has exactly `value`.
+    fn has_value(&self, name: &HeaderName, value: &HeaderValue) -> bool;
+}
+
+impl HeaderLookup for HeaderMap {
+    fn has(&self, name: &HeaderName) -> bool {
+        self.contains_key(name)
+    }
+    fn has_value(&self, name: &HeaderName, value: &HeaderValue) -> bool {
+        self.get_all(name).iter().any(|x| x == value)
+    }
+}
+
+impl HeaderLookup for crate::h1::encode::Parsed<'_> {
+    fn has(&self, name: &HeaderName) -> bool {
+        let n = name.as_str().as_bytes();
+        self.fields
+            .iter()
+            .any(|f| self.buf[f.name.clone()].eq_ignore_ascii_case(n))
+    }
+    fn has_value(&self, name: &HeaderName, value: &HeaderValue) -> bool {
+        let n = name.as_str().as_bytes();
+        self.fields.iter().any(|f| {
+            self.buf[f.name.clone()].eq_ignore_ascii_case(n)
+                && &self.buf[f.value.clone()] == value.as_bytes()
+        })
+    }
 }
 
 fn strip_port(host: &str) -> &str {
@@ -42,12 +80,12 @@ pub fn path_has_prefix(path: &str, prefix: &str) -> bool {
 
 /// Finds the first route matching the request. `host` must already be lower case (see
 /// [`lowercase_host`]).
-pub fn find_route(
+pub fn find_route<H: HeaderLookup + ?Sized>(
     routes: &[HttpRoute],
     host: Option<&str>,
     path: &str,
     method: &Method,
-    headers: &HeaderMap,
+    headers: &H,
 ) -> Option<usize> {
     routes.iter().position(|r| {
         (r.hosts.is_empty() || host.is_some_and(|h| r.hosts.iter().any(|m| m.matches(h))))
@@ -56,8 +94,8 @@ pub fn find_route(
                 .is_none_or(|p| path_has_prefix(path, p))
             && (r.methods.is_empty() || r.methods.contains(method))
             && r.headers.iter().all(|hm| match &hm.value {
-                None => headers.contains_key(&hm.name),
-                Some(v) => headers.get_all(&hm.name).iter().any(|x| x == v),
+                None => headers.has(&hm.name),
+                Some(v) => headers.has_value(&hm.name, v),
             })
     })
 }
@@ -74,7 +112,7 @@ pub fn lowercase_host(host: &str) -> std::borrow::Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{HeaderEdits, HeaderMatch, HostMatch, RouteAction};
+    use crate::config::{HeaderEdits, HeaderMatch, HostMatch, Limits, RouteAction, RouteLimits};
 
     fn route(hosts: &[HostMatch], prefix: Option<&str>, methods: &[Method]) -> HttpRoute {
         HttpRoute {
@@ -86,6 +124,7 @@ mod tests {
             action: RouteAction::Backend(0),
             request_headers: HeaderEdits::default(),
             response_headers: HeaderEdits::default(),
+            limits: RouteLimits::from_global(&Limits::default()),
         }
     }
 

@@ -125,6 +125,7 @@ pub async fn build(
     previous: Option<&Runtime>,
     metrics: &Metrics,
     carry: &Carry,
+    workers: usize,
 ) -> Result<Runtime, Diagnostics> {
     let mut errors = Diagnostics::default();
     let mut listeners = Vec::new();
@@ -264,7 +265,7 @@ pub async fn build(
 
     let mut backends = Vec::new();
     for (bi, b) in config.backends.iter().enumerate() {
-        match build_backend(&config, bi, b, previous).await {
+        match build_backend(&config, bi, b, previous, workers).await {
             Ok(rt) => {
                 if let Some(t) = &b.tls {
                     watched.push(t.ca_file.clone());
@@ -302,6 +303,7 @@ async fn build_backend(
     bi: usize,
     b: &Backend,
     previous: Option<&Runtime>,
+    workers: usize,
 ) -> Result<BackendRuntime, Diagnostics> {
     let mut errors = Diagnostics::default();
     let mut addrs = Vec::new();
@@ -379,7 +381,13 @@ async fn build_backend(
         balancer: Balancer::new(b.balance, servers, weights, b.passive),
         pools: addrs
             .iter()
-            .map(|_| Arc::new(ServerPool::new(b.max_idle_per_server, UPSTREAM_IDLE)))
+            .map(|_| {
+                Arc::new(ServerPool::new(
+                    b.max_idle_per_server,
+                    UPSTREAM_IDLE,
+                    workers,
+                ))
+            })
             .collect(),
         addrs,
         connector,

@@ -1,8 +1,8 @@
 //! Connections to backend servers: TCP with a connect deadline, optional TLS verified
 //! against the backend's CA, optional PROXY protocol v2, and pools of idle HTTP/1.1
-//! connections per server.
+//! connections per server and worker thread. The HTTP/1.1 exchange itself is in
+//! [`crate::h1`].
 
-use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use hyper_util::rt::TokioIo;
+use bytes::BytesMut;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -143,170 +143,206 @@ impl Connector {
     }
 }
 
-/// The request body sent upstream: the client's, streamed.
-pub type RequestBody = hyper::body::Incoming;
-
-/// One HTTP/1.1 connection to a server. The connection future is not spawned: the
-/// request that uses the connection drives it in its own task (no cross-task wake-ups
-/// per request), and an idle connection waits in its server's [`ServerPool`].
-pub struct Upstream {
-    sender: hyper::client::conn::http1::SendRequest<RequestBody>,
-    conn: hyper::client::conn::http1::Connection<TokioIo<UpstreamIo>, RequestBody>,
-    done: bool,
-    since_ms: u64,
-}
-
-impl std::fmt::Debug for Upstream {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Upstream")
-            .field("done", &self.done)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Why an exchange failed, and whether the request can be tried again.
+/// One HTTP/1.1 connection to a server: the stream and the bytes read from it that
+/// were not used yet. The request that uses the connection drives it in its own task;
+/// an idle connection waits in its server's [`ServerPool`], without a read buffer.
 #[derive(Debug)]
-pub enum ExchangeError {
-    /// The request never left: it comes back for another try.
-    NotSent(Box<http::Request<RequestBody>>),
-    /// The request may have reached the server.
-    Failed(hyper::Error),
+pub struct ServerConn {
+    io: UpstreamIo,
+    /// Bytes read from the server and not consumed yet.
+    pub buf: BytesMut,
+    since_ms: u64,
+    /// Requests sent on this connection.
+    pub uses: u64,
 }
 
-impl Upstream {
-    /// Opens a connection (TCP, optional PROXY header, optional TLS, HTTP/1.1
-    /// handshake) within the connector's deadline.
+/// Read size for server connections.
+pub const READ_CHUNK: usize = 16 * 1024;
+
+impl ServerConn {
+    /// Opens a connection (TCP, optional PROXY header, optional TLS) within the
+    /// connector's deadline.
     pub async fn open(
         connector: &Connector,
         addr: SocketAddr,
         proxy_header: Option<&[u8]>,
-    ) -> io::Result<Upstream> {
+    ) -> io::Result<ServerConn> {
         let io = connector.connect(addr, proxy_header).await?;
-        let (sender, conn) = hyper::client::conn::http1::Builder::new()
-            .max_buf_size(256 * 1024)
-            .handshake(TokioIo::new(io))
-            .await
-            .map_err(io::Error::other)?;
-        Ok(Upstream {
-            sender,
-            conn,
-            done: false,
+        Ok(ServerConn {
+            io,
+            buf: BytesMut::new(),
             since_ms: 0,
+            uses: 0,
         })
     }
 
-    /// Drives the connection; true while it is open.
-    pub fn poll_conn(&mut self, cx: &mut Context<'_>) -> bool {
-        if !self.done && Pin::new(&mut self.conn).poll(cx).is_ready() {
-            self.done = true;
-        }
-        !self.done
-    }
-
-    /// True when the connection is still open and can take a request, checked without
-    /// waiting (a server that closed an idle connection is noticed here).
+    /// True when the connection is still open and quiet, checked without waiting: a
+    /// server that closed an idle connection, or sent bytes nobody asked for, is
+    /// noticed here.
     pub fn usable(&mut self) -> bool {
-        let mut cx = Context::from_waker(std::task::Waker::noop());
-        if !self.poll_conn(&mut cx) {
+        if !self.buf.is_empty() {
             return false;
         }
-        matches!(self.sender.poll_ready(&mut cx), Poll::Ready(Ok(())))
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut probe = [0u8; 1];
+        let mut rb = ReadBuf::new(&mut probe);
+        matches!(
+            Pin::new(&mut self.io).poll_read(&mut cx, &mut rb),
+            Poll::Pending
+        )
     }
 
-    /// Sends a request and drives the connection until the response headers arrive.
-    pub async fn send(
-        &mut self,
-        req: http::Request<RequestBody>,
-    ) -> Result<http::Response<hyper::body::Incoming>, ExchangeError> {
-        // Wait until the connection takes a request.
-        let ready = std::future::poll_fn(|cx| {
-            let open = self.poll_conn(cx);
-            match self.sender.poll_ready(cx) {
-                Poll::Ready(Ok(())) => Poll::Ready(true),
-                Poll::Ready(Err(_)) => Poll::Ready(false),
-                Poll::Pending if !open => Poll::Ready(false),
-                Poll::Pending => Poll::Pending,
-            }
-        })
-        .await;
-        if !ready {
-            return Err(ExchangeError::NotSent(Box::new(req)));
+    /// Reads more bytes from the server into [`Self::buf`]; `Ok(0)` at end of stream.
+    pub fn poll_read_more(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if self.buf.capacity() - self.buf.len() < 1024 {
+            self.buf.reserve(READ_CHUNK);
         }
-        let Upstream {
-            sender, conn, done, ..
-        } = self;
-        let fut = sender.try_send_request(req);
-        let mut fut = std::pin::pin!(fut);
-        let result = std::future::poll_fn(|cx| {
-            if !*done && Pin::new(&mut *conn).poll(cx).is_ready() {
-                *done = true;
+        tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.buf)
+    }
+
+    /// Reads more bytes from the server into [`Self::buf`].
+    pub async fn read_more(&mut self) -> io::Result<usize> {
+        std::future::poll_fn(|cx| self.poll_read_more(cx)).await
+    }
+
+    /// Writes some of `data`.
+    pub fn poll_write(&mut self, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, data)
+    }
+
+    /// Flushes what the TLS layer holds.
+    pub fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    /// Writes all of `data` and flushes. The error says whether any byte was accepted.
+    pub async fn write_all(&mut self, data: &[u8]) -> Result<(), WriteError> {
+        let mut done = 0;
+        while done < data.len() {
+            match std::future::poll_fn(|cx| self.poll_write(cx, &data[done..])).await {
+                Ok(0) => {
+                    return Err(WriteError {
+                        sent_any: done > 0,
+                        error: io::ErrorKind::WriteZero.into(),
+                    });
+                }
+                Ok(n) => done += n,
+                Err(error) => {
+                    return Err(WriteError {
+                        sent_any: done > 0,
+                        error,
+                    });
+                }
             }
-            fut.as_mut().poll(cx)
-        })
-        .await;
-        result.map_err(|mut e| match e.take_message() {
-            Some(req) => ExchangeError::NotSent(Box::new(req)),
-            None => ExchangeError::Failed(e.into_error()),
-        })
+        }
+        std::future::poll_fn(|cx| self.poll_flush(cx))
+            .await
+            .map_err(|error| WriteError {
+                sent_any: true,
+                error,
+            })
     }
 }
 
-/// Idle connections to one server, most recently used first.
+/// A failed write to a server.
+#[derive(Debug)]
+pub struct WriteError {
+    /// Whether some bytes were accepted before the error (the request may have left).
+    pub sent_any: bool,
+    /// The error.
+    pub error: io::Error,
+}
+
+thread_local! {
+    static WORKER: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Marks the current thread as data-path worker `i` (1-based; 0 is any other thread).
+pub fn set_worker_index(i: usize) {
+    WORKER.with(|w| w.set(i));
+}
+
+/// The current thread's worker index (0 outside the data-path workers).
+pub fn worker_index() -> usize {
+    WORKER.with(std::cell::Cell::get)
+}
+
+/// Idle connections to one server, most recently used first, kept per worker thread:
+/// a connection is registered with the I/O driver of the worker that opened it, so it
+/// is only ever reused by that worker (no cross-thread wake-ups per request).
 #[derive(Debug)]
 pub struct ServerPool {
-    idle: std::sync::Mutex<Vec<Upstream>>,
-    max_idle: usize,
+    slots: Box<[std::sync::Mutex<Vec<ServerConn>>]>,
+    max_idle_per_slot: usize,
     idle_timeout_ms: u64,
 }
 
 impl ServerPool {
-    /// A pool keeping at most `max_idle` connections for at most `idle_timeout`.
-    pub fn new(max_idle: usize, idle_timeout: Duration) -> Self {
+    /// A pool for `workers` worker threads keeping at most `max_idle` connections in
+    /// total for at most `idle_timeout`.
+    pub fn new(max_idle: usize, idle_timeout: Duration, workers: usize) -> Self {
+        let slots = workers.max(1) + 1;
         Self {
-            idle: std::sync::Mutex::new(Vec::new()),
-            max_idle,
+            slots: (0..slots)
+                .map(|_| std::sync::Mutex::new(Vec::new()))
+                .collect(),
+            max_idle_per_slot: max_idle.div_ceil(workers.max(1)),
             idle_timeout_ms: idle_timeout.as_millis() as u64,
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Upstream>> {
-        self.idle
+    fn slot(&self) -> std::sync::MutexGuard<'_, Vec<ServerConn>> {
+        let i = worker_index() % self.slots.len();
+        self.slots[i]
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// A usable idle connection, if any.
-    pub fn checkout(&self, now_ms: u64) -> Option<Upstream> {
+    /// A usable idle connection of this worker, if any.
+    pub fn checkout(&self, now_ms: u64) -> Option<ServerConn> {
         loop {
-            let mut up = self.lock().pop()?;
+            let mut up = self.slot().pop()?;
             if now_ms.saturating_sub(up.since_ms) < self.idle_timeout_ms && up.usable() {
                 return Some(up);
             }
         }
     }
 
-    /// Returns a connection after a complete exchange.
-    pub fn checkin(&self, mut up: Upstream, now_ms: u64) {
-        if up.done || up.sender.is_closed() {
+    /// Returns a connection after a complete exchange; its read buffer is released
+    /// while it waits.
+    pub fn checkin(&self, mut up: ServerConn, now_ms: u64) {
+        if !up.buf.is_empty() {
             return;
         }
+        up.buf = BytesMut::new();
         up.since_ms = now_ms;
-        let mut idle = self.lock();
-        if idle.len() < self.max_idle {
+        let mut idle = self.slot();
+        if idle.len() < self.max_idle_per_slot {
             idle.push(up);
         }
     }
 
     /// Drops expired and closed connections.
     pub fn sweep(&self, now_ms: u64) {
-        let mut idle = self.lock();
         let timeout = self.idle_timeout_ms;
-        idle.retain_mut(|up| now_ms.saturating_sub(up.since_ms) < timeout && up.usable());
+        for slot in &self.slots {
+            let mut idle = slot
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            idle.retain_mut(|up| now_ms.saturating_sub(up.since_ms) < timeout && up.usable());
+        }
     }
 
     /// Idle connections held.
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.slots
+            .iter()
+            .map(|s| {
+                s.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .len()
+            })
+            .sum()
     }
 
     /// True when no idle connection is held.

@@ -64,6 +64,8 @@ pub struct RawTimeouts {
     pub client_header: Option<String>,
     pub idle: Option<String>,
     pub server_response: Option<String>,
+    pub client_body: Option<String>,
+    pub client_write: Option<String>,
     pub tls_handshake: Option<String>,
     pub tcp_idle: Option<String>,
     pub drain: Option<String>,
@@ -74,8 +76,23 @@ pub struct RawTimeouts {
 pub struct RawLimits {
     pub max_header_bytes: Option<u64>,
     pub max_headers: Option<u64>,
+    pub max_uri_bytes: Option<u64>,
+    pub max_body_bytes: Option<u64>,
+    pub min_body_rate: Option<u64>,
+    pub min_read_rate: Option<u64>,
     pub max_connections: Option<u64>,
     pub h2_max_concurrent_streams: Option<u64>,
+    pub h2_max_resets_per_second: Option<u64>,
+    pub h2_max_control_frames_per_second: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawRouteLimits {
+    pub max_header_bytes: Option<u64>,
+    pub max_headers: Option<u64>,
+    pub max_uri_bytes: Option<u64>,
+    pub max_body_bytes: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -158,6 +175,8 @@ pub struct RawHttpRoute {
     pub request_headers: RawHeaderEdits,
     #[serde(default)]
     pub response_headers: RawHeaderEdits,
+    #[serde(default)]
+    pub limits: RawRouteLimits,
 }
 
 #[derive(Debug, Default, Deserialize)]

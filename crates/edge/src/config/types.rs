@@ -37,11 +37,20 @@ pub struct EdgeConfig {
 pub struct Timeouts {
     /// TCP connect to a backend server (5 s).
     pub connect: Duration,
-    /// From the start of a request (or of the keep-alive wait) to its last header
-    /// byte (10 s): slow-header clients are cut here.
+    /// For a connection's first request, from the end of the TLS handshake to the last
+    /// header byte; for later requests, from their first byte to their last header
+    /// byte (10 s): slow-header clients (slowloris) are cut here with 408.
     pub client_header: Duration,
-    /// An HTTP/2 connection with no open stream and no traffic (60 s).
+    /// A connection with no request in progress: HTTP/1.1 between requests (keep-alive),
+    /// HTTP/2 with no open stream and no traffic (60 s).
     pub idle: Duration,
+    /// The window over which a request body must arrive at [`Limits::min_body_rate`]
+    /// at least (10 s): slow-body clients (slow POST) are cut here.
+    pub client_body: Duration,
+    /// The window over which a client must take response bytes at
+    /// [`Limits::min_read_rate`] at least while the gateway has bytes for it (10 s):
+    /// slow readers are cut here.
+    pub client_write: Duration,
     /// From sending a request to a backend to its response headers (60 s).
     pub server_response: Duration,
     /// From accept to a finished TLS handshake (10 s).
@@ -58,6 +67,8 @@ impl Default for Timeouts {
             connect: Duration::from_secs(5),
             client_header: Duration::from_secs(10),
             idle: Duration::from_secs(60),
+            client_body: Duration::from_secs(10),
+            client_write: Duration::from_secs(10),
             server_response: Duration::from_secs(60),
             tls_handshake: Duration::from_secs(10),
             tcp_idle: Duration::from_secs(3600),
@@ -71,12 +82,30 @@ impl Default for Timeouts {
 pub struct Limits {
     /// Bytes of request line plus headers (64 KiB); larger gets 431.
     pub max_header_bytes: usize,
-    /// Number of request headers (100).
+    /// Number of request headers (100); more gets 431.
     pub max_headers: usize,
+    /// Length of a request target (8 KiB); longer gets 414.
+    pub max_uri_bytes: usize,
+    /// Request body bytes (16 MiB); larger gets 413. Routes may set their own.
+    pub max_body_bytes: u64,
+    /// Bytes per second a request body must arrive at, over each
+    /// [`Timeouts::client_body`] window (1024).
+    pub min_body_rate: u64,
+    /// Bytes per second a client must take a response at while the gateway has bytes
+    /// for it, over each [`Timeouts::client_write`] window (1024).
+    pub min_read_rate: u64,
     /// Open client connections per listener (50 000); more are closed at accept.
     pub max_connections: usize,
     /// Concurrent HTTP/2 streams per connection (100).
     pub h2_max_concurrent_streams: u32,
+    /// Streams an HTTP/2 client may reset per second, on average, with bursts of twice
+    /// as many (100): more is a rapid-reset attack (CVE-2023-44487) and the connection
+    /// is closed.
+    pub h2_max_resets_per_second: u32,
+    /// PING, SETTINGS, PRIORITY, empty DATA and CONTINUATION frames an HTTP/2 client may
+    /// send per second, on average, with bursts of twice as many (100): more is a
+    /// flood and the connection is closed.
+    pub h2_max_control_frames_per_second: u32,
 }
 
 impl Default for Limits {
@@ -84,8 +113,14 @@ impl Default for Limits {
         Self {
             max_header_bytes: 64 * 1024,
             max_headers: 100,
+            max_uri_bytes: 8 * 1024,
+            max_body_bytes: 16 * 1024 * 1024,
+            min_body_rate: 1024,
+            min_read_rate: 1024,
             max_connections: 50_000,
             h2_max_concurrent_streams: 100,
+            h2_max_resets_per_second: 100,
+            h2_max_control_frames_per_second: 100,
         }
     }
 }
@@ -263,6 +298,34 @@ pub struct HttpRoute {
     pub request_headers: HeaderEdits,
     /// Edits to the response before it goes to the client.
     pub response_headers: HeaderEdits,
+    /// Size limits for requests taking this route.
+    pub limits: RouteLimits,
+}
+
+/// Size limits of one route. The head is read before routing under the gateway's
+/// limits, so a route's head limits can only be stricter; its body limit is free.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteLimits {
+    /// Request line plus headers.
+    pub max_header_bytes: usize,
+    /// Number of request headers.
+    pub max_headers: usize,
+    /// Length of the request target.
+    pub max_uri_bytes: usize,
+    /// Request body bytes.
+    pub max_body_bytes: u64,
+}
+
+impl RouteLimits {
+    /// The gateway's limits.
+    pub fn from_global(l: &Limits) -> Self {
+        Self {
+            max_header_bytes: l.max_header_bytes,
+            max_headers: l.max_headers,
+            max_uri_bytes: l.max_uri_bytes,
+            max_body_bytes: l.max_body_bytes,
+        }
+    }
 }
 
 /// A header condition.

@@ -123,7 +123,7 @@ fn validate_spec(
                 format!("duplicate listener name {:?}", rl.name),
             );
         }
-        if let Some(l) = listener(rl, &p, &backend_index, errs) {
+        if let Some(l) = listener(rl, &p, &backend_index, &limits, errs) {
             if rl.name == crate::ADMIN {
                 errs.push(
                     &p.field("name"),
@@ -206,6 +206,8 @@ fn timeouts(raw: &RawTimeouts, p: &FieldPath, errs: &mut ObjectErrors<'_>) -> Ti
         client_header: one(&raw.client_header, "clientHeader", d.client_header),
         idle: one(&raw.idle, "idle", d.idle),
         server_response: one(&raw.server_response, "serverResponse", d.server_response),
+        client_body: one(&raw.client_body, "clientBody", d.client_body),
+        client_write: one(&raw.client_write, "clientWrite", d.client_write),
         tls_handshake: one(&raw.tls_handshake, "tlsHandshake", d.tls_handshake),
         tcp_idle: one(&raw.tcp_idle, "tcpIdle", d.tcp_idle),
         drain: one(&raw.drain, "drain", d.drain),
@@ -234,6 +236,34 @@ fn limits(raw: &RawLimits, p: &FieldPath, errs: &mut ObjectErrors<'_>) -> Limits
             d.max_header_bytes,
         ),
         max_headers: bounded(raw.max_headers, "maxHeaders", 8, 1000, d.max_headers),
+        max_uri_bytes: bounded(
+            raw.max_uri_bytes,
+            "maxUriBytes",
+            256,
+            65_000,
+            d.max_uri_bytes,
+        ),
+        max_body_bytes: bounded(
+            raw.max_body_bytes,
+            "maxBodyBytes",
+            0,
+            MAX_BODY_LIMIT,
+            usize::try_from(d.max_body_bytes).unwrap_or(usize::MAX),
+        ) as u64,
+        min_body_rate: bounded(
+            raw.min_body_rate,
+            "minBodyRate",
+            1,
+            1 << 30,
+            d.min_body_rate as usize,
+        ) as u64,
+        min_read_rate: bounded(
+            raw.min_read_rate,
+            "minReadRate",
+            1,
+            1 << 30,
+            d.min_read_rate as usize,
+        ) as u64,
         max_connections: bounded(
             raw.max_connections,
             "maxConnections",
@@ -249,6 +279,22 @@ fn limits(raw: &RawLimits, p: &FieldPath, errs: &mut ObjectErrors<'_>) -> Limits
             d.h2_max_concurrent_streams as usize,
         ))
         .unwrap_or(d.h2_max_concurrent_streams),
+        h2_max_resets_per_second: u32::try_from(bounded(
+            raw.h2_max_resets_per_second,
+            "h2MaxResetsPerSecond",
+            1,
+            100_000,
+            d.h2_max_resets_per_second as usize,
+        ))
+        .unwrap_or(d.h2_max_resets_per_second),
+        h2_max_control_frames_per_second: u32::try_from(bounded(
+            raw.h2_max_control_frames_per_second,
+            "h2MaxControlFramesPerSecond",
+            1,
+            100_000,
+            d.h2_max_control_frames_per_second as usize,
+        ))
+        .unwrap_or(d.h2_max_control_frames_per_second),
     }
 }
 
@@ -417,6 +463,7 @@ fn listener(
     rl: &RawListener,
     p: &FieldPath,
     backends: &HashMap<String, usize>,
+    limits: &Limits,
     errs: &mut ObjectErrors<'_>,
 ) -> Option<Listener> {
     let address = socket_addr(&rl.address, &p.field("address"), errs);
@@ -520,7 +567,7 @@ fn listener(
         if !route_names.insert(name.clone()) {
             errs.push(&rp.field("name"), format!("duplicate route name {name:?}"));
         }
-        if let Some(r) = http_route(rr, name, &rp, backends, errs) {
+        if let Some(r) = http_route(rr, name, &rp, backends, limits, errs) {
             http_routes.push(r);
         }
     }
@@ -758,6 +805,7 @@ fn http_route(
     name: String,
     p: &FieldPath,
     backends: &HashMap<String, usize>,
+    global: &Limits,
     errs: &mut ObjectErrors<'_>,
 ) -> Option<HttpRoute> {
     let mp = p.field("match");
@@ -815,6 +863,7 @@ fn http_route(
     };
     let request_headers = header_edits(&rr.request_headers, &p.field("requestHeaders"), errs);
     let response_headers = header_edits(&rr.response_headers, &p.field("responseHeaders"), errs);
+    let limits = route_limits(&rr.limits, global, &p.field("limits"), errs);
     Some(HttpRoute {
         name,
         hosts: hosts_list,
@@ -824,8 +873,75 @@ fn http_route(
         action: action?,
         request_headers,
         response_headers,
+        limits,
     })
 }
+
+/// A route's limits: head limits may only be stricter than the gateway's (the head is
+/// read before routing); the body limit is free.
+fn route_limits(
+    raw: &RawRouteLimits,
+    global: &Limits,
+    p: &FieldPath,
+    errs: &mut ObjectErrors<'_>,
+) -> RouteLimits {
+    let mut out = RouteLimits::from_global(global);
+    let mut head = |v: Option<u64>,
+                    field: &str,
+                    min: u64,
+                    max: usize,
+                    global_field: &str|
+     -> Option<usize> {
+        let n = v?;
+        if n < min || n > max as u64 {
+            errs.push(
+                &p.field(field),
+                format!("{n} is out of range {min}..={max} (at most spec.limits.{global_field}: the head is read before routing)"),
+            );
+            return None;
+        }
+        usize::try_from(n).ok()
+    };
+    if let Some(n) = head(
+        raw.max_header_bytes,
+        "maxHeaderBytes",
+        1024,
+        global.max_header_bytes,
+        "maxHeaderBytes",
+    ) {
+        out.max_header_bytes = n;
+    }
+    if let Some(n) = head(
+        raw.max_headers,
+        "maxHeaders",
+        1,
+        global.max_headers,
+        "maxHeaders",
+    ) {
+        out.max_headers = n;
+    }
+    if let Some(n) = head(
+        raw.max_uri_bytes,
+        "maxUriBytes",
+        16,
+        global.max_uri_bytes,
+        "maxUriBytes",
+    ) {
+        out.max_uri_bytes = n;
+    }
+    match raw.max_body_bytes {
+        None => {}
+        Some(n) if n <= MAX_BODY_LIMIT => out.max_body_bytes = n,
+        Some(n) => errs.push(
+            &p.field("maxBodyBytes"),
+            format!("{n} is out of range 0..={MAX_BODY_LIMIT}"),
+        ),
+    }
+    out
+}
+
+/// The largest body limit that can be configured (1 TiB).
+const MAX_BODY_LIMIT: u64 = 1 << 40;
 
 fn redirect(r: &RawRedirect, p: &FieldPath, errs: &mut ObjectErrors<'_>) -> Option<Redirect> {
     let scheme = match r.scheme.as_deref() {
