@@ -106,6 +106,11 @@ impl Activity {
         self.last_ms.store(now_ms(), Ordering::Relaxed);
     }
 
+    /// Marks traffic at `now_ms` (from [`now_ms`]).
+    pub fn touch_at(&self, now_ms: u64) {
+        self.last_ms.store(now_ms, Ordering::Relaxed);
+    }
+
     /// Resolves when the connection has had no traffic and no request in flight for
     /// `idle` (and, before its first request, for `first`).
     pub async fn idle(&self, first: Duration, idle: Duration) {

@@ -37,6 +37,7 @@ pub mod config;
 pub mod demo;
 pub mod forwarded;
 pub mod h1;
+pub mod h2;
 mod health;
 pub mod hooks;
 pub mod io;

@@ -14,8 +14,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -23,7 +21,7 @@ use crate::config::{Cidr, Listener, Mode};
 use crate::hooks::{Abuse, Admission};
 use crate::io::{Activity, Prefixed, Tracked, now_ms};
 use crate::metrics::ListenerMetrics;
-use crate::proxy::{self, ConnContext};
+use crate::proxy::ConnContext;
 use crate::runtime::Runtime;
 use crate::{Shared, proxy_protocol, sni};
 
@@ -392,45 +390,18 @@ where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (shared, listener, metrics, peer, local) = base;
-    let rt = shared.current.load_full();
-    let timeouts = rt.config.timeouts;
-    let limits = rt.config.limits;
-    drop(rt);
-    let mut shutdown = shared.shutdown.subscribe();
     if h2 {
-        let activity = Activity::new();
         let ctx = Arc::new(ConnContext {
             shared: shared.clone(),
             listener: listener.clone(),
             metrics,
             peer,
             local,
-            activity: Some(activity.clone()),
+            activity: Some(Activity::new()),
+            read_watch: Some(Arc::default()),
             forwarding: crate::forwarded::PeerValues::new(peer.ip(), scheme),
         });
-        let svc = service_fn(move |req| proxy::serve(ctx.clone(), req));
-        let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-        builder
-            .timer(TokioTimer::new())
-            .max_concurrent_streams(limits.h2_max_concurrent_streams)
-            .max_header_list_size(limits.max_header_bytes as u32)
-            .initial_stream_window_size(1 << 20)
-            .initial_connection_window_size(2 << 20)
-            .max_send_buf_size(256 * 1024);
-        // Boxed: the connection future is only as large as the protocol it serves.
-        let mut conn = Box::pin(
-            builder.serve_connection(TokioIo::new(Tracked::new(io, activity.clone())), svc),
-        );
-        tokio::select! {
-            _ = conn.as_mut() => return,
-            _ = activity.idle(timeouts.client_header, timeouts.idle) => {
-                conn.as_mut().graceful_shutdown();
-            }
-            _ = shutdown.changed() => {
-                conn.as_mut().graceful_shutdown();
-            }
-        }
-        let _ = tokio::time::timeout(timeouts.drain, conn).await;
+        crate::h2::serve(ctx, io).await;
     } else {
         let ctx = ConnContext {
             shared: shared.clone(),
@@ -439,6 +410,7 @@ where
             peer,
             local,
             activity: None,
+            read_watch: None,
             forwarding: crate::forwarded::PeerValues::new(peer.ip(), scheme),
         };
         crate::h1::server::serve(&ctx, io).await;

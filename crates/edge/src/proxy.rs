@@ -49,6 +49,8 @@ pub struct ConnContext {
     pub local: SocketAddr,
     /// Activity record (HTTP/2 idle tracking), if any.
     pub activity: Option<Arc<Activity>>,
+    /// How fast the client takes streamed responses (HTTP/2), if watched.
+    pub read_watch: Option<Arc<crate::h2::ReadWatch>>,
     /// Forwarding header values that depend only on the peer and scheme, made once.
     pub forwarding: forwarded::PeerValues,
 }
@@ -248,6 +250,7 @@ pub struct Streamed {
     pool: Option<Arc<crate::upstream::ServerPool>>,
     framing: StreamFraming,
     guard: InFlight,
+    progress: Option<Arc<crate::h2::StreamProgress>>,
 }
 
 #[derive(Debug)]
@@ -276,65 +279,18 @@ impl Body for ProxyBody {
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         match self.get_mut() {
             ProxyBody::Local(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            ProxyBody::Upstream(s) => loop {
-                let Some(up) = s.up.as_mut() else {
-                    return Poll::Ready(None);
-                };
-                if !up.buf.is_empty() {
-                    match &mut s.framing {
-                        StreamFraming::Length(left) => {
-                            let n = usize::try_from(*left)
-                                .unwrap_or(usize::MAX)
-                                .min(up.buf.len());
-                            let data = up.buf.split_to(n).freeze();
-                            *left -= n as u64;
-                            if *left == 0 {
-                                s.finish();
-                            }
-                            return Poll::Ready(Some(Ok(Frame::data(data))));
-                        }
-                        StreamFraming::Chunked(d) => {
-                            let step = d.decode(&up.buf).map_err(|e| {
-                                std::io::Error::new(std::io::ErrorKind::InvalidData, e.0)
-                            })?;
-                            let (start, n) = step.data;
-                            let data =
-                                (n > 0).then(|| Bytes::copy_from_slice(&up.buf[start..start + n]));
-                            up.buf.advance(step.consumed);
-                            if step.done {
-                                s.finish();
-                                return Poll::Ready(data.map(|d| Ok(Frame::data(d))));
-                            }
-                            if let Some(data) = data {
-                                return Poll::Ready(Some(Ok(Frame::data(data))));
-                            }
-                            if step.consumed > 0 {
-                                continue;
-                            }
-                        }
-                        StreamFraming::UntilClose => {
-                            let data = up.buf.split().freeze();
-                            return Poll::Ready(Some(Ok(Frame::data(data))));
-                        }
-                    }
+            ProxyBody::Upstream(s) => {
+                if let Some(p) = &s.progress {
+                    p.polled();
                 }
-                match ready!(up.poll_read_more(cx)) {
-                    Ok(0) => {
-                        if matches!(s.framing, StreamFraming::UntilClose) {
-                            s.up = None;
-                            s.guard.release();
-                            return Poll::Ready(None);
-                        }
-                        s.up = None;
-                        return Poll::Ready(Some(Err(std::io::ErrorKind::UnexpectedEof.into())));
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        s.up = None;
-                        return Poll::Ready(Some(Err(e)));
-                    }
+                let r = s.poll_data(cx);
+                if let (Poll::Ready(Some(Ok(f))), Some(p)) = (&r, &s.progress)
+                    && let Some(d) = f.data_ref()
+                {
+                    p.sent(d.len());
                 }
-            },
+                r
+            }
         }
     }
 
@@ -353,6 +309,74 @@ impl Body for ProxyBody {
                 StreamFraming::Length(n) => SizeHint::with_exact(n),
                 _ => SizeHint::default(),
             },
+        }
+    }
+}
+
+impl Streamed {
+    fn poll_data(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        let s = self;
+        loop {
+            let Some(up) = s.up.as_mut() else {
+                return Poll::Ready(None);
+            };
+            if !up.buf.is_empty() {
+                match &mut s.framing {
+                    StreamFraming::Length(left) => {
+                        let n = usize::try_from(*left)
+                            .unwrap_or(usize::MAX)
+                            .min(up.buf.len());
+                        let data = up.buf.split_to(n).freeze();
+                        *left -= n as u64;
+                        if *left == 0 {
+                            s.finish();
+                        }
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                    }
+                    StreamFraming::Chunked(d) => {
+                        let step = d.decode(&up.buf).map_err(|e| {
+                            std::io::Error::new(std::io::ErrorKind::InvalidData, e.0)
+                        })?;
+                        let (start, n) = step.data;
+                        let data =
+                            (n > 0).then(|| Bytes::copy_from_slice(&up.buf[start..start + n]));
+                        up.buf.advance(step.consumed);
+                        if step.done {
+                            s.finish();
+                            return Poll::Ready(data.map(|d| Ok(Frame::data(d))));
+                        }
+                        if let Some(data) = data {
+                            return Poll::Ready(Some(Ok(Frame::data(data))));
+                        }
+                        if step.consumed > 0 {
+                            continue;
+                        }
+                    }
+                    StreamFraming::UntilClose => {
+                        let data = up.buf.split().freeze();
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                    }
+                }
+            }
+            match ready!(up.poll_read_more(cx)) {
+                Ok(0) => {
+                    if matches!(s.framing, StreamFraming::UntilClose) {
+                        s.up = None;
+                        s.guard.release();
+                        return Poll::Ready(None);
+                    }
+                    s.up = None;
+                    return Poll::Ready(Some(Err(std::io::ErrorKind::UnexpectedEof.into())));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    s.up = None;
+                    return Poll::Ready(Some(Err(e)));
+                }
+            }
         }
     }
 }
@@ -490,7 +514,7 @@ pub async fn serve(
                 Err(_) => (local(StatusCode::BAD_REQUEST, "bad request\n"), None),
             }
         }
-        RouteAction::Backend(bi) => forward(&ctx, &rt, route, *bi, req).await,
+        RouteAction::Backend(bi) => Box::pin(forward(&ctx, &rt, route, *bi, req)).await,
     };
     let status = response.status();
     route_metrics.record(status.as_u16(), started.elapsed());
@@ -743,6 +767,7 @@ async fn forward(
                 pool,
                 framing,
                 guard,
+                progress: ctx.read_watch.as_ref().map(|w| w.register()),
             }));
         }
     }

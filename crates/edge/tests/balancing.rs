@@ -72,17 +72,38 @@ async fn least_connections_and_power_of_two_avoid_busy_servers() {
         );
         let gw = start(&write(dir.path(), &cfg, "")).await;
         let web = addr(&gw, "web");
-        // Keep several slow requests in flight; new quick requests then go to the
-        // server with fewer of them.
+        // Six requests held by the servers, started one at a time, each in flight at
+        // its server before the next starts: each goes to the server with fewer.
         let mut slow = Vec::new();
-        for _ in 0..6 {
+        for i in 0..6u64 {
             slow.push(tokio::spawn(async move {
-                http_get(web, "lb.test", "/slow", &[]).await.unwrap()
+                http_get(web, "lb.test", "/hold", &[]).await.unwrap()
             }));
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            let arrived = eventually(Duration::from_secs(10), || {
+                let (a, b) = (a.clone(), b.clone());
+                async move {
+                    a.held.load(std::sync::atomic::Ordering::SeqCst)
+                        + b.held.load(std::sync::atomic::Ordering::SeqCst)
+                        == i + 1
+                }
+            })
+            .await;
+            assert!(arrived, "{balance}: request {i} did not reach a server");
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Three and three: neither server took two while the other had fewer.
+        assert_eq!(
+            a.held.load(std::sync::atomic::Ordering::SeqCst),
+            3,
+            "{balance}"
+        );
+        assert_eq!(
+            b.held.load(std::sync::atomic::Ordering::SeqCst),
+            3,
+            "{balance}"
+        );
         let quick = served_by(&gw, "/", 20).await;
+        a.release();
+        b.release();
         let mut slow_ids = Vec::new();
         for s in slow {
             slow_ids.push(
@@ -93,8 +114,8 @@ async fn least_connections_and_power_of_two_avoid_busy_servers() {
             );
         }
         let slow_t = tally(slow_ids.iter().map(String::as_str));
-        // The slow requests spread over both servers (3 and 3 for least connections).
-        assert!(slow_t.len() == 2, "{balance}: {slow_t:?}");
+        assert_eq!(slow_t.get("a"), Some(&3), "{balance}: {slow_t:?}");
+        assert_eq!(slow_t.get("b"), Some(&3), "{balance}: {slow_t:?}");
         let quick_t = tally(quick.iter().map(String::as_str));
         // Quick requests (sequential, each finishing before the next) balance too.
         assert_eq!(quick_t.values().sum::<usize>(), 20, "{balance}");
@@ -113,10 +134,22 @@ async fn least_connections_prefers_the_idle_server() {
     );
     let gw = start(&write(dir.path(), &cfg, "")).await;
     let web = addr(&gw, "web");
-    // One slow request pins one server; every quick request meanwhile goes to the other.
-    let slow = tokio::spawn(async move { http_get(web, "lb.test", "/slow", &[]).await.unwrap() });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // One held request pins one server; every quick request meanwhile goes to the other.
+    let slow = tokio::spawn(async move { http_get(web, "lb.test", "/hold", &[]).await.unwrap() });
+    let (ha, hb) = (a.held.clone(), b.held.clone());
+    let arrived = eventually(Duration::from_secs(10), || {
+        let (ha, hb) = (ha.clone(), hb.clone());
+        async move {
+            ha.load(std::sync::atomic::Ordering::SeqCst)
+                + hb.load(std::sync::atomic::Ordering::SeqCst)
+                == 1
+        }
+    })
+    .await;
+    assert!(arrived, "the held request did not reach a server");
     let quick = served_by(&gw, "/", 10).await;
+    a.release();
+    b.release();
     let busy = slow.await.unwrap().headers["x-served-by"]
         .to_str()
         .unwrap()

@@ -325,7 +325,12 @@ where
         if let Some(filter) = &self.ctx.shared.hooks.request
             && let Ok(code) = http::StatusCode::from_u16(status)
         {
-            filter.responded(&lcfg.name, Some(&lcfg.http_routes[ri].name), self.ctx.peer, code);
+            filter.responded(
+                &lcfg.name,
+                Some(&lcfg.http_routes[ri].name),
+                self.ctx.peer,
+                code,
+            );
         }
         if rt.config.access_log {
             tracing::info!(
@@ -423,12 +428,7 @@ where
                 .unrouted
                 .fetch_add(1, Ordering::Relaxed);
             if let Some(filter) = filter {
-                filter.responded(
-                    &lcfg.name,
-                    None,
-                    self.ctx.peer,
-                    http::StatusCode::NOT_FOUND,
-                );
+                filter.responded(&lcfg.name, None, self.ctx.peer, http::StatusCode::NOT_FOUND);
             }
             return Decision::Local {
                 status: 404,

@@ -25,13 +25,17 @@ use rampart_edge::{ConfigSource, Gateway, hooks::Hooks};
 use tokio::net::{TcpListener, TcpStream};
 
 /// A test backend: answers with `x-served-by: <id>` and a body listing the request's
-/// method, path and headers; `/slow` waits 400 ms; `/healthz` answers `health`.
+/// method, path and headers; `/slow` waits 400 ms; `/hold` waits until
+/// [`Backend::release`] (at most 20 s), counted in `held` meanwhile; `/healthz`
+/// answers `health`.
 #[derive(Debug, Clone)]
 pub struct Backend {
     pub id: &'static str,
     pub addr: SocketAddr,
     pub health: Arc<AtomicU16>,
     pub hits: Arc<AtomicU64>,
+    pub held: Arc<AtomicU64>,
+    gate: Arc<tokio::sync::watch::Sender<bool>>,
     stop: Arc<tokio::sync::Notify>,
 }
 
@@ -45,19 +49,25 @@ impl Backend {
         let addr = listener.local_addr().unwrap();
         let health = Arc::new(AtomicU16::new(200));
         let hits = Arc::new(AtomicU64::new(0));
+        let held = Arc::new(AtomicU64::new(0));
+        let gate = Arc::new(tokio::sync::watch::channel(false).0);
         let stop = Arc::new(tokio::sync::Notify::new());
         let (h, c, s) = (health.clone(), hits.clone(), stop.clone());
+        let hold = Hold {
+            held: held.clone(),
+            gate: gate.clone(),
+        };
         tokio::spawn(async move {
             loop {
                 let (stream, _) = tokio::select! {
                     r = listener.accept() => match r { Ok(x) => x, Err(_) => continue },
                     _ = s.notified() => return,
                 };
-                let (h, c) = (h.clone(), c.clone());
+                let (h, c, hold) = (h.clone(), c.clone(), hold.clone());
                 tokio::spawn(async move {
                     let svc = service_fn(move |req: http::Request<Incoming>| {
-                        let (h, c) = (h.clone(), c.clone());
-                        async move { Ok::<_, Infallible>(answer(id, &h, &c, req).await) }
+                        let (h, c, hold) = (h.clone(), c.clone(), hold.clone());
+                        async move { Ok::<_, Infallible>(answer(id, &h, &c, &hold, req).await) }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), svc)
@@ -70,8 +80,15 @@ impl Backend {
             addr,
             health,
             hits,
+            held,
+            gate,
             stop,
         }
+    }
+
+    /// Lets every `/hold` request (now and later) finish.
+    pub fn release(&self) {
+        self.gate.send_replace(true);
     }
 
     /// Stops accepting (open connections finish).
@@ -80,10 +97,17 @@ impl Backend {
     }
 }
 
+#[derive(Debug, Clone)]
+struct Hold {
+    held: Arc<AtomicU64>,
+    gate: Arc<tokio::sync::watch::Sender<bool>>,
+}
+
 async fn answer(
     id: &'static str,
     health: &AtomicU16,
     hits: &AtomicU64,
+    hold: &Hold,
     req: http::Request<Incoming>,
 ) -> http::Response<Full<Bytes>> {
     let path = req.uri().path().to_owned();
@@ -96,6 +120,12 @@ async fn answer(
     hits.fetch_add(1, Ordering::Relaxed);
     if path.starts_with("/slow") {
         tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    if path.starts_with("/hold") {
+        let mut gate = hold.gate.subscribe();
+        hold.held.fetch_add(1, Ordering::SeqCst);
+        let _ = tokio::time::timeout(Duration::from_secs(20), gate.wait_for(|open| *open)).await;
+        hold.held.fetch_sub(1, Ordering::SeqCst);
     }
     let mut text = format!("{} {}\n", req.method(), req.uri());
     for (k, v) in req.headers() {
