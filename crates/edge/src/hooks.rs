@@ -76,6 +76,14 @@ pub trait RequestFilter: Send + Sync + std::fmt::Debug {
     /// The verdict for one request.
     fn check(&self, request: &RequestInfo<'_>) -> RequestVerdict;
 
+    /// False when [`RequestFilter::check`] would let every request from `peer` on
+    /// `listener` through without looking at it (a source exempt from protection, for
+    /// one): the gateway then does not build the request's view for it.
+    fn inspects(&self, listener: &str, peer: SocketAddr) -> bool {
+        let _ = (listener, peer);
+        true
+    }
+
     /// The status the gateway answered a request with (after the server's answer, or
     /// its own), for error-rate accounting. Not called for answers made from a
     /// [`RequestVerdict::Respond`].

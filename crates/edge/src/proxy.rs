@@ -456,6 +456,7 @@ pub async fn serve(
     );
     let filter = ctx.shared.hooks.request.as_ref();
     if let Some(f) = filter
+        && f.inspects(&lcfg.name, ctx.peer)
         && let Some((status, retry_after, delay)) = check_filter(
             f.as_ref(),
             &lcfg.name,

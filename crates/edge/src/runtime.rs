@@ -235,6 +235,11 @@ pub async fn build(
                     min_version: t.min_version,
                     alpn: t.alpn.clone(),
                     tickets: ticketer.clone(),
+                    // One ticket per handshake: a client resumes one connection with
+                    // it and gets a fresh one there (tickets are best used once, RFC
+                    // 8446 C.4); a second ticket per handshake costs the server and
+                    // every client that never resumes.
+                    tls13_tickets: 1,
                     ..ServerSettings::default()
                 };
                 match rampart_tls::server_config(resolver.clone(), &settings) {

@@ -159,6 +159,33 @@ pub struct ServerConn {
 /// Read size for server connections.
 pub const READ_CHUNK: usize = 16 * 1024;
 
+/// Read buffers of idle server connections kept per thread for the next exchange, at
+/// most (idle connections hold none; this bounds what a worker keeps for them).
+const SPARE_BUFFERS: usize = 32;
+
+thread_local! {
+    static SPARE: std::cell::RefCell<Vec<BytesMut>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A read buffer from this thread's spares, or an empty one.
+fn spare_buffer() -> BytesMut {
+    SPARE.with(|s| s.borrow_mut().pop()).unwrap_or_default()
+}
+
+/// Keeps an empty read buffer of the usual size for reuse on this thread.
+fn keep_spare(mut buf: BytesMut) {
+    buf.clear();
+    if !(READ_CHUNK..=2 * READ_CHUNK).contains(&buf.capacity()) {
+        return;
+    }
+    SPARE.with(|s| {
+        let mut s = s.borrow_mut();
+        if s.len() < SPARE_BUFFERS {
+            s.push(buf);
+        }
+    });
+}
+
 impl ServerConn {
     /// Opens a connection (TCP, optional PROXY header, optional TLS) within the
     /// connector's deadline.
@@ -194,6 +221,9 @@ impl ServerConn {
 
     /// Reads more bytes from the server into [`Self::buf`]; `Ok(0)` at end of stream.
     pub fn poll_read_more(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if self.buf.capacity() == 0 {
+            self.buf = spare_buffer();
+        }
         if self.buf.capacity() - self.buf.len() < 1024 {
             self.buf.reserve(READ_CHUNK);
         }
@@ -314,7 +344,7 @@ impl ServerPool {
         if !up.buf.is_empty() {
             return;
         }
-        up.buf = BytesMut::new();
+        keep_spare(std::mem::take(&mut up.buf));
         up.since_ms = now_ms;
         let mut idle = self.slot();
         if idle.len() < self.max_idle_per_slot {

@@ -380,7 +380,9 @@ where
         let found =
             crate::route::find_route(&lcfg.http_routes, host.as_deref(), path, &method, &fields);
         let filter = self.ctx.shared.hooks.request.as_ref();
-        if let Some(filter) = filter {
+        if let Some(filter) = filter
+            && filter.inspects(&lcfg.name, self.ctx.peer)
+        {
             let uri = match head.form {
                 TargetForm::Absolute { .. } => http::Uri::try_from(&buf[head.target.clone()]),
                 _ => http::Uri::try_from(target),

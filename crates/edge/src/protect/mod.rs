@@ -876,6 +876,11 @@ fn retry_secs(d: Duration) -> u32 {
 }
 
 impl RequestFilter for Guard {
+    fn inspects(&self, _listener: &str, peer: SocketAddr) -> bool {
+        let p = self.0.policy.load();
+        p.enabled && !p.exempt.contains(canonical(peer.ip()))
+    }
+
     fn check(&self, info: &RequestInfo<'_>) -> RequestVerdict {
         let pr = &self.0;
         let p = pr.policy.load();
