@@ -329,7 +329,9 @@ impl Streamed {
                         let n = usize::try_from(*left)
                             .unwrap_or(usize::MAX)
                             .min(up.buf.len());
-                        let data = up.buf.split_to(n).freeze();
+                        // Copied: the read buffer stays unshared, for the next exchange.
+                        let data = Bytes::copy_from_slice(&up.buf[..n]);
+                        up.buf.advance(n);
                         *left -= n as u64;
                         if *left == 0 {
                             s.finish();
