@@ -39,7 +39,8 @@ pub struct Timeouts {
     pub connect: Duration,
     /// For a connection's first request, from the end of the TLS handshake to the last
     /// header byte; for later requests, from their first byte to their last header
-    /// byte (10 s): slow-header clients (slowloris) are cut here with 408.
+    /// byte (10 s): slow-header clients (slowloris) are cut here with 408. A connection
+    /// that sent no byte of a request by then is closed without a response.
     pub client_header: Duration,
     /// A connection with no request in progress: HTTP/1.1 between requests (keep-alive),
     /// HTTP/2 with no open stream and no traffic (60 s).

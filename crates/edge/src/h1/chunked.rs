@@ -5,11 +5,18 @@
 //! consumed and which of them are payload. It refuses what lenient parsers disagree on
 //! (the ground of chunked smuggling): a size that is not plain hexadecimal or longer
 //! than 16 digits, a bare LF or CR where CRLF is due, control bytes in an extension,
-//! data not followed by CRLF, and obsolete line folding in trailers. Extensions and
+//! data not followed by CRLF, obsolete line folding in trailers, and framing far
+//! larger than the data it carries ([`MAX_EXCESS`]). Extensions and
 //! trailer fields are dropped: what goes on is re-encoded from the payload alone.
 
 /// Longest chunk-size line (size, extensions, CRLF).
 pub const MAX_LINE: usize = 4096;
+
+/// Framing bytes (size lines with their extensions, CRLFs) a body may carry beyond 16
+/// per chunk and twice the chunk's data. Chunk extensions are otherwise unbounded next
+/// to the data they come with: a body limit counts data only, so a client could send
+/// gigabytes of extensions through a small limit (RFC 9112 §7.1.1 asks to bound them).
+pub const MAX_EXCESS: u64 = 16 * 1024;
 
 /// Decoding state.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,6 +26,8 @@ pub struct Decoder {
     line: usize,
     /// Bytes of trailer section so far.
     trailer_bytes: usize,
+    /// Framing bytes not justified by data so far (see [`MAX_EXCESS`]).
+    excess: u64,
     max_trailer_bytes: usize,
 }
 
@@ -72,6 +81,7 @@ impl Decoder {
             state: State::Size { size: 0, digits: 0 },
             line: 0,
             trailer_bytes: 0,
+            excess: 0,
             max_trailer_bytes,
         }
     }
@@ -152,6 +162,12 @@ impl Decoder {
                 State::SizeLf { size } => {
                     if b != b'\n' {
                         return Err(ChunkError("chunk size line not ended by CRLF"));
+                    }
+                    // The line (CR counted), its LF, and the CRLF after the data.
+                    self.excess = (self.excess + self.line as u64 + 3)
+                        .saturating_sub(size.saturating_mul(2).saturating_add(16));
+                    if self.excess > MAX_EXCESS {
+                        return Err(ChunkError("chunk extensions too large for their data"));
                     }
                     self.line = 0;
                     self.state = if size == 0 {
@@ -374,6 +390,38 @@ mod tests {
         assert_eq!(
             decode_all(&trailers, 50),
             Err(ChunkError("trailer section too large"))
+        );
+    }
+
+    #[test]
+    fn extensions_are_bounded_by_the_data_they_come_with() {
+        // Large extensions on large chunks (signed uploads) pass, whatever the total.
+        let mut signed = Vec::new();
+        for _ in 0..200 {
+            signed.extend_from_slice(b"400;chunk-signature=");
+            signed.extend(std::iter::repeat_n(b'f', 64));
+            signed.extend_from_slice(b"\r\n");
+            signed.extend(std::iter::repeat_n(b'd', 0x400));
+            signed.extend_from_slice(b"\r\n");
+        }
+        signed.extend_from_slice(b"0\r\n\r\n");
+        let (out, _) = decode_all(&signed, 1000).unwrap();
+        assert_eq!(out.len(), 200 * 0x400);
+        // Tiny chunks without extensions pass.
+        let mut tiny = b"1\r\nx\r\n".repeat(10_000);
+        tiny.extend_from_slice(b"0\r\n\r\n");
+        assert_eq!(decode_all(&tiny, 100).unwrap().0.len(), 10_000);
+        // Kilobytes of extensions per byte of data do not.
+        let mut flood = Vec::new();
+        for _ in 0..8 {
+            flood.extend_from_slice(b"1;");
+            flood.extend(std::iter::repeat_n(b'e', 4000));
+            flood.extend_from_slice(b"\r\nx\r\n");
+        }
+        flood.extend_from_slice(b"0\r\n\r\n");
+        assert_eq!(
+            decode_all(&flood, 500),
+            Err(ChunkError("chunk extensions too large for their data"))
         );
     }
 

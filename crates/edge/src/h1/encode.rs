@@ -120,8 +120,11 @@ pub fn request_head(out: &mut Vec<u8>, req: &RequestOut<'_>, fields: &dyn Fields
         req.target
     });
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    if let Some(h) = req.host {
-        field(out, b"host", h);
+    match req.host {
+        Some(h) => field(out, b"host", h),
+        // An HTTP/1.0 request without Host: HTTP/1.1 requires the field, empty when
+        // the target has no authority (RFC 9110 §7.2).
+        None => out.extend_from_slice(b"host:\r\n"),
     }
     let edits = req.edits;
     let any_edits = !edits.is_empty();

@@ -180,6 +180,9 @@ pub enum HeadError {
     Expectation,
     /// A method the gateway does not proxy, such as `CONNECT` (501).
     NotImplemented(&'static str),
+    /// A transfer coding the gateway does not implement before the final `chunked`
+    /// (501, RFC 9112 §6.1); counted as smuggling, since lenient servers disagree on it.
+    UnknownCoding,
 }
 
 impl HeadError {
@@ -190,7 +193,7 @@ impl HeadError {
             HeadError::TooLarge | HeadError::TooManyFields => 431,
             HeadError::TargetTooLong => 414,
             HeadError::Expectation => 417,
-            HeadError::NotImplemented(_) => 501,
+            HeadError::NotImplemented(_) | HeadError::UnknownCoding => 501,
         }
     }
 
@@ -202,6 +205,7 @@ impl HeadError {
             HeadError::TooManyFields => "too many header fields",
             HeadError::TargetTooLong => "request target too long",
             HeadError::Expectation => "unsupported expectation",
+            HeadError::UnknownCoding => "transfer coding not implemented",
         }
     }
 }
@@ -461,6 +465,7 @@ pub fn parse_request(
     let mut length = None;
     let mut chunked = 0usize;
     let mut other_coding = false;
+    let mut last_chunked = false;
     let mut saw_te = false;
     let mut conn_close = false;
     let mut conn_keep_alive = false;
@@ -492,7 +497,8 @@ pub fn parse_request(
             Known::TransferEncoding => {
                 saw_te = true;
                 for coding in list(value) {
-                    if coding.eq_ignore_ascii_case(b"chunked") {
+                    last_chunked = coding.eq_ignore_ascii_case(b"chunked");
+                    if last_chunked {
                         chunked += 1;
                     } else {
                         other_coding = true;
@@ -540,10 +546,15 @@ pub fn parse_request(
                 "content-length with transfer-encoding",
             ));
         }
-        if other_coding || chunked != 1 {
+        if chunked != 1 || !last_chunked {
+            // Without a final chunked the length cannot be known (RFC 9112 §6.3):
+            // 400; chunked twice is invalid (§6.1).
             return Err(HeadError::Smuggling(
-                "transfer coding other than one chunked",
+                "transfer coding other than one final chunked",
             ));
+        }
+        if other_coding {
+            return Err(HeadError::UnknownCoding);
         }
         Framing::Chunked
     } else {
@@ -578,7 +589,8 @@ pub fn parse_request(
         host,
         framing,
         close,
-        expect_continue: expect_continue && framing.has_body(),
+        // An HTTP/1.0 client's 100-continue is ignored (RFC 9110 §10.1.1).
+        expect_continue: expect_continue && minor == 1 && framing.has_body(),
     })
 }
 
@@ -830,7 +842,6 @@ mod tests {
             "POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 5, 6\r\n\r\n",
             "POST / HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked, chunked\r\n\r\n",
             "POST / HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\ntransfer-encoding: chunked\r\n\r\n",
-            "POST / HTTP/1.1\r\nhost: a\r\ntransfer-encoding: gzip, chunked\r\n\r\n",
             "POST / HTTP/1.1\r\nhost: a\r\ntransfer-encoding: xchunked\r\n\r\n",
             "POST / HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked;q=1\r\n\r\n",
             "POST / HTTP/1.1\r\nhost: a\r\ntransfer-encoding: \r\n\r\n",
@@ -882,6 +893,21 @@ mod tests {
             err("CONNECT a:443 HTTP/1.1\r\nhost: a\r\n\r\n").status(),
             501
         );
+        assert_eq!(
+            err("POST / HTTP/1.1\r\nhost: a\r\ntransfer-encoding: gzip, chunked\r\n\r\n"),
+            UnknownCoding
+        );
+        assert_eq!(
+            err(
+                "POST / HTTP/1.1\r\nhost: a\r\ntransfer-encoding: gzip\r\ntransfer-encoding: chunked\r\n\r\n"
+            ),
+            UnknownCoding
+        );
+        assert_eq!(UnknownCoding.status(), 501);
+        assert!(matches!(
+            err("POST / HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked, gzip\r\n\r\n"),
+            Smuggling(_)
+        ));
         assert_eq!(
             err("PUT / HTTP/1.1\r\nhost: a\r\nexpect: tea\r\n\r\n").status(),
             417

@@ -167,7 +167,7 @@ fn abuse_of(e: HeadError) -> Abuse {
         HeadError::Malformed(_) | HeadError::Expectation | HeadError::NotImplemented(_) => {
             Abuse::MalformedRequest
         }
-        HeadError::Smuggling(_) => Abuse::Smuggling,
+        HeadError::Smuggling(_) | HeadError::UnknownCoding => Abuse::Smuggling,
         HeadError::TooLarge => Abuse::HeaderTooLarge,
         HeadError::TooManyFields => Abuse::TooManyHeaders,
         HeadError::TargetTooLong => Abuse::UriTooLong,
@@ -441,7 +441,7 @@ where
             };
         };
         let route = &lcfg.http_routes[ri];
-        if let Some(d) = route_limits(route, head) {
+        if let Some(d) = route_limits(route, head, self.fields.len()) {
             return d;
         }
         match &route.action {
@@ -493,9 +493,11 @@ where
             };
             match self.read_first(wait_until, shutdown).await {
                 Some(Ok(n)) if n > 0 => {}
-                Some(_) => return Err(HeadWait::Closed),
-                None if first => return Err(HeadWait::Slow),
-                None => return Err(HeadWait::Closed),
+                // Nothing arrived in time: a connection opened ahead of need (browsers
+                // preconnect) or an idle keep-alive one. It is closed without a
+                // response and is no offence: only clients that started a request are
+                // held to the header deadline.
+                Some(_) | None => return Err(HeadWait::Closed),
             }
             deadline = if first {
                 self.born + t.client_header
@@ -1213,9 +1215,9 @@ where
     }
 }
 
-/// Checks a routed request against its route's limits (stricter head limits, body
-/// size announced by `Content-Length`).
-fn route_limits(route: &HttpRoute, head: &RequestHead) -> Option<Decision> {
+/// Checks a routed request against its route's limits (stricter head limits, field
+/// count, body size announced by `Content-Length`).
+fn route_limits(route: &HttpRoute, head: &RequestHead, fields: usize) -> Option<Decision> {
     let l = &route.limits;
     let refuse = |status: u16, abuse: Abuse| {
         Some(Decision::Local {
@@ -1231,6 +1233,9 @@ fn route_limits(route: &HttpRoute, head: &RequestHead) -> Option<Decision> {
     }
     if head.len > l.max_header_bytes {
         return refuse(431, Abuse::HeaderTooLarge);
+    }
+    if fields > l.max_headers {
+        return refuse(431, Abuse::TooManyHeaders);
     }
     if let Framing::Length(n) = head.framing
         && n > l.max_body_bytes
@@ -1338,6 +1343,11 @@ impl BodyIn {
                         copy_out(out, &input[start..start + n], true);
                     }
                     input.advance(step.consumed);
+                    // A chunk announcing more than the limit allows is refused as
+                    // soon as its size is read.
+                    if self.seen.saturating_add(d.data_left()) > self.max {
+                        return Err(BodyError::TooLarge);
+                    }
                     if step.done {
                         out.extend_from_slice(chunked::LAST_CHUNK);
                         break;
