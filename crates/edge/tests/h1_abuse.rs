@@ -4,7 +4,8 @@
 //! (a smuggled second request never does), and the rejection counted by reason on the
 //! admin `/metrics`. Covers request smuggling vectors, malformed heads, size limits
 //! (global and per route), slow clients (header deadline, minimum body rate, idle
-//! keep-alive, slow readers) and the offences reported to the abuse hook.
+//! keep-alive, slow readers), the offences reported to the abuse hook, and the bans
+//! protection issues for them (listed on the admin listener).
 //!
 //! Each attack comes from its own loopback source address (127.1.x.y), so that a
 //! source banned by protection never changes another test's outcome.
@@ -1548,4 +1549,103 @@ async fn each_offence_is_reported_to_the_abuse_hook_with_its_source() {
     assert_eq!(o.status_line(), "HTTP/1.1 200 OK");
     assert_eq!(offences.0.lock().unwrap().len(), want.len());
     drop(rig.gw);
+}
+
+// ---------------------------------------------------------------------------------
+// Bans: protection (on by default) counts these offences per source and bans repeat
+// offenders; the ban shows on the admin listener.
+// ---------------------------------------------------------------------------------
+
+/// The bans in force, from the admin listener: (cidr, reason).
+async fn bans(rig: &Rig) -> Vec<(String, String)> {
+    let body = admin_get(rig.admin, "/bans").await;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    v["bans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            (
+                b["cidr"].as_str().unwrap().to_owned(),
+                b["reason"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// A connection from a banned source is closed at accept: no byte of an answer.
+async fn refused_at_accept(from: IpAddr, to: SocketAddr) {
+    let mut s = connect_from(from, to).await;
+    let _ = s
+        .write_all(b"GET / HTTP/1.1\r\nHost: t.test\r\nConnection: close\r\n\r\n")
+        .await;
+    let o = read_to_close(&mut s).await;
+    assert!(o.closed);
+    assert!(
+        o.bytes.is_empty(),
+        "a banned source was answered: {}",
+        o.text()
+    );
+}
+
+/// Malformed requests weigh 10 against a threshold of 50 a minute (the defaults): the
+/// fifth bans the source; its next connection is closed at accept, other sources are
+/// still served, and the ban is listed on the admin listener with its reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_malformed_requests_ban_the_source() {
+    let rig = rig(&format!(
+        "{LIMITS}  protection: {{bans: {{enabled: true}}}}\n"
+    ))
+    .await;
+    let src = fresh_source();
+    for i in 0..5 {
+        let mut s = connect_from(src, rig.web).await;
+        s.write_all(format!("GET /{i} HTTP/1.1\r\nHost : t.test\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let o = read_to_close(&mut s).await;
+        assert_eq!(o.status_line(), "HTTP/1.1 400 Bad Request", "request {i}");
+        assert!(o.closed);
+        if i < 4 {
+            assert!(
+                bans(&rig).await.is_empty(),
+                "banned after {} offences",
+                i + 1
+            );
+        }
+    }
+    assert_eq!(
+        bans(&rig).await,
+        vec![(format!("{src}/32"), "malformed_request".to_owned())]
+    );
+    refused_at_accept(src, rig.web).await;
+    refused_at_accept(src, rig.tls).await;
+    assert_eq!(rejections(&rig, "web", "malformed_request").await, 5);
+    // Another source is served.
+    let o = exchange(
+        rig.web,
+        b"GET /fine HTTP/1.1\r\nHost: t.test\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(o.status_line(), "HTTP/1.1 200 OK");
+    assert_eq!(rig.server.seen().len(), 1);
+}
+
+/// One smuggling attempt weighs 50: banned at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_smuggling_attempt_bans_the_source() {
+    let rig = rig(LIMITS).await;
+    let src = fresh_source();
+    let mut s = connect_from(src, rig.web).await;
+    s.write_all(b"POST / HTTP/1.1\r\nHost: t.test\r\nContent-Length: 37\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: t.test\r\n\r\n")
+        .await
+        .unwrap();
+    let o = read_to_close(&mut s).await;
+    assert_eq!(o.status_line(), "HTTP/1.1 400 Bad Request");
+    assert_eq!(
+        bans(&rig).await,
+        vec![(format!("{src}/32"), "smuggling".to_owned())]
+    );
+    refused_at_accept(src, rig.web).await;
+    assert!(rig.server.raw().is_empty());
 }
