@@ -36,11 +36,12 @@ impl Fields for Parsed<'_> {
     }
 }
 
+/// The fields of a request received over HTTP/2.
 impl Fields for http::HeaderMap {
     fn each(&self, f: &mut FieldFn<'_>) {
         for (name, value) in self {
             let n = name.as_str().as_bytes();
-            f(n, value.as_bytes(), Known::of(n));
+            f(n, value.as_bytes(), Known::of_request(n));
         }
     }
 }

@@ -40,7 +40,10 @@ pub enum Known {
     /// `Connection`.
     Connection,
     /// `Keep-Alive`, `Proxy-Connection`, `TE`, `Trailer`, `Upgrade`, or a field named
-    /// in `Connection`: hop-by-hop, never forwarded.
+    /// in `Connection`: hop-by-hop, never forwarded. In requests, also a name that
+    /// reads as one of the fields above once `_` is read as `-` (`X_Forwarded_For`,
+    /// `Transfer_Encoding`): CGI-style server interfaces map both spellings to one
+    /// variable, so forwarding it would let a client spoof what the gateway sets.
     HopByHop,
     /// `Expect`.
     Expect,
@@ -57,6 +60,24 @@ pub enum Known {
 }
 
 impl Known {
+    /// Classifies a request field name: as [`Known::of`], and a name with `_` that
+    /// aliases a known field is [`Known::HopByHop`] (dropped).
+    pub fn of_request(name: &[u8]) -> Known {
+        match Known::of(name) {
+            Known::Other if name.contains(&b'_') && name.len() <= 32 => {
+                let mut alias = [0u8; 32];
+                for (a, &b) in alias.iter_mut().zip(name) {
+                    *a = if b == b'_' { b'-' } else { b };
+                }
+                match Known::of(&alias[..name.len()]) {
+                    Known::Other => Known::Other,
+                    _ => Known::HopByHop,
+                }
+            }
+            k => k,
+        }
+    }
+
     /// Classifies a field name (any case).
     pub fn of(name: &[u8]) -> Known {
         let is = |s: &str| name.eq_ignore_ascii_case(s.as_bytes());
@@ -473,7 +494,7 @@ pub fn parse_request(
     let mut connection_fields = 0usize;
     for h in req.headers.iter() {
         let value = h.value;
-        let known = Known::of(h.name.as_bytes());
+        let known = Known::of_request(h.name.as_bytes());
         match known {
             Known::Host => {
                 hosts += 1;
@@ -934,6 +955,24 @@ mod tests {
         .unwrap();
         assert_eq!(h.framing, Framing::Length(3));
         assert_eq!(f[2].known, Known::ContentLength);
+    }
+
+    #[test]
+    fn underscore_aliases_of_known_fields_are_not_forwarded() {
+        let (h, f) = req("POST / HTTP/1.1\r\nhost: a\r\nX_Forwarded_For: 1.2.3.4\r\ntransfer_encoding: chunked\r\ncontent_length: 9\r\nx_custom: 1\r\nx-real_ip: 5\r\n\r\n").unwrap();
+        assert_eq!(h.framing, Framing::Empty);
+        let kinds: Vec<Known> = f.iter().map(|f| f.known).collect();
+        assert_eq!(
+            kinds,
+            [
+                Known::Host,
+                Known::HopByHop,
+                Known::HopByHop,
+                Known::HopByHop,
+                Known::Other,
+                Known::HopByHop
+            ]
+        );
     }
 
     #[test]
