@@ -1261,6 +1261,46 @@ async fn bare_lf_line_ends_are_read_and_sent_on_as_crlf() {
     assert_eq!(rig.server.seen()[0].body, b"hi");
 }
 
+/// h2c upgrade smuggling: a proxy that passes `Upgrade: h2c` on lets the client talk
+/// HTTP/2 to the server past every rule. The gateway drops the upgrade.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2c_upgrade_is_not_passed_on() {
+    let rig = rig(LIMITS).await;
+    let o = exchange(
+        rig.web,
+        b"GET / HTTP/1.1\r\nHost: t.test\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\nConnection: Upgrade, HTTP2-Settings, close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(o.status_line(), "HTTP/1.1 200 OK", "{}", o.text());
+    let seen = rig.server.seen();
+    for name in ["upgrade", "http2-settings", "connection"] {
+        assert!(!seen[0].headers.contains_key(name), "{name} was forwarded");
+    }
+}
+
+/// Names that read as the gateway's own fields once `_` is read as `-` are not passed
+/// on: CGI-style interfaces (WSGI, PHP) map `X_Forwarded_For` and `X-Forwarded-For` to
+/// one variable, so a client could spoof its address or the framing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn underscore_aliases_of_forwarding_and_framing_fields_are_dropped() {
+    let rig = rig(LIMITS).await;
+    let o = exchange(
+        rig.web,
+        b"POST / HTTP/1.1\r\nHost: t.test\r\nX_Forwarded_For: 203.0.113.1\r\nX_Real_IP: 203.0.113.1\r\nTransfer_Encoding: chunked\r\nContent-Length: 2\r\nConnection: close\r\nX_Custom: kept\r\n\r\nhi",
+    )
+    .await;
+    assert_eq!(o.status_line(), "HTTP/1.1 200 OK", "{}", o.text());
+    let raw = String::from_utf8(rig.server.raw())
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(!raw.contains("x_forwarded_for"), "{raw}");
+    assert!(!raw.contains("x_real_ip"), "{raw}");
+    assert!(!raw.contains("transfer_encoding"), "{raw}");
+    assert!(raw.contains("x_custom: kept"), "{raw}");
+    assert!(!raw.contains("203.0.113.1"), "{raw}");
+    assert_eq!(rig.server.seen()[0].body, b"hi");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipelined_requests_after_a_refused_one_are_dropped() {
     let rig = rig(LIMITS).await;
