@@ -449,13 +449,16 @@ pub async fn serve(
     }
     let host = route::request_host(req.uri(), req.headers())
         .map(|h| route::lowercase_host(h).into_owned());
-    let found = route::find_route(
+    let found = match route::route_request(
         &lcfg.http_routes,
         host.as_deref(),
         req.uri().path(),
         req.method(),
         req.headers(),
-    );
+    ) {
+        Ok(found) => found,
+        Err(why) => return refuse(400, Abuse::MalformedRequest, why.detail()),
+    };
     let filter = ctx.shared.hooks.request.as_ref();
     if let Some(f) = filter
         && f.inspects(&lcfg.name, ctx.peer)

@@ -100,6 +100,123 @@ pub fn find_route<H: HeaderLookup + ?Sized>(
     })
 }
 
+/// Why a request path is refused before routing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathRefusal {
+    /// A `.` or `..` segment, literal or percent-encoded (`%2e`). Clients resolve dot
+    /// segments before sending (RFC 3986 §5.2.4); one that arrives is a traversal or a
+    /// routing-bypass attempt.
+    DotSegment,
+    /// The path takes another route once decoded the way servers commonly read it
+    /// (`/%61dmin` for `/admin`, `//admin`): the route the gateway applied would not be
+    /// the one the server serves.
+    Ambiguous,
+}
+
+impl PathRefusal {
+    /// A short text for logs.
+    pub fn detail(self) -> &'static str {
+        match self {
+            PathRefusal::DotSegment => "dot segment in the request path",
+            PathRefusal::Ambiguous => "the request path takes another route once decoded",
+        }
+    }
+}
+
+/// True when a segment of `path` is `.` or `..`, literal or with `%2e` for a dot.
+pub fn has_dot_segment(path: &str) -> bool {
+    path.split('/').any(|seg| {
+        let b = seg.as_bytes();
+        let mut dots = 0;
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] == b'.' {
+                i += 1;
+            } else if b.len() - i >= 3
+                && b[i] == b'%'
+                && b[i + 1] == b'2'
+                && b[i + 2] | 0x20 == b'e'
+            {
+                i += 3;
+            } else {
+                return false;
+            }
+            dots += 1;
+        }
+        dots == 1 || dots == 2
+    })
+}
+
+/// `path` as servers commonly read it: percent-encoded unreserved characters decoded
+/// (RFC 3986 §2.3) and runs of slashes merged. Borrowed when nothing changes.
+pub fn canonical_path(path: &str) -> std::borrow::Cow<'_, str> {
+    let b = path.as_bytes();
+    let needs = b.windows(2).any(|w| w == b"//") || b.contains(&b'%');
+    if !needs {
+        return std::borrow::Cow::Borrowed(path);
+    }
+    let mut out = String::with_capacity(path.len());
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        if c == b'%'
+            && i + 2 < b.len()
+            && let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2]))
+        {
+            let d = h << 4 | l;
+            if d.is_ascii_alphanumeric() || matches!(d, b'-' | b'.' | b'_' | b'~') {
+                out.push(char::from(d));
+            } else {
+                out.push_str(&path[i..i + 3]);
+            }
+            i += 3;
+            continue;
+        }
+        if c == b'/' && out.ends_with('/') {
+            i += 1;
+            continue;
+        }
+        // Request targets are ASCII (checked by the parsers); others are kept as is.
+        out.push(char::from(c));
+        i += 1;
+    }
+    if out == path {
+        std::borrow::Cow::Borrowed(path)
+    } else {
+        std::borrow::Cow::Owned(out)
+    }
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// [`find_route`] for a request path from a client: refuses dot segments, and paths
+/// whose [`canonical_path`] takes another route than the path as sent.
+pub fn route_request<H: HeaderLookup + ?Sized>(
+    routes: &[HttpRoute],
+    host: Option<&str>,
+    path: &str,
+    method: &Method,
+    headers: &H,
+) -> Result<Option<usize>, PathRefusal> {
+    if has_dot_segment(path) {
+        return Err(PathRefusal::DotSegment);
+    }
+    let found = find_route(routes, host, path, method, headers);
+    if let std::borrow::Cow::Owned(canonical) = canonical_path(path)
+        && find_route(routes, host, &canonical, method, headers) != found
+    {
+        return Err(PathRefusal::Ambiguous);
+    }
+    Ok(found)
+}
+
 /// Lower-cases a host only when needed.
 pub fn lowercase_host(host: &str) -> std::borrow::Cow<'_, str> {
     if host.bytes().any(|b| b.is_ascii_uppercase()) {
@@ -178,5 +295,88 @@ mod tests {
         assert_eq!(request_host(&uri, &h), Some("[::1]"));
         let uri: http::Uri = "https://a.test./x".parse().unwrap();
         assert_eq!(request_host(&uri, &h), Some("a.test"));
+    }
+
+    #[test]
+    fn dot_segments_literal_and_encoded() {
+        for p in [
+            "/.",
+            "/..",
+            "/a/./b",
+            "/a/../b",
+            "/%2e",
+            "/%2E%2e/x",
+            "/.%2e/",
+            "/%2e./",
+            "/a/..",
+        ] {
+            assert!(has_dot_segment(p), "{p}");
+        }
+        for p in [
+            "/",
+            "/a.b",
+            "/...",
+            "/.well-known/x",
+            "/%2e%2e%2e",
+            "/a..",
+            "/%2f..x",
+            "/%2",
+        ] {
+            assert!(!has_dot_segment(p), "{p}");
+        }
+    }
+
+    #[test]
+    fn canonical_paths() {
+        assert!(matches!(
+            canonical_path("/a/b"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        assert_eq!(canonical_path("/%61dmin"), "/admin");
+        assert_eq!(canonical_path("//admin///x"), "/admin/x");
+        assert_eq!(canonical_path("/%7Euser/%2Fx/%zz/%4"), "/~user/%2Fx/%zz/%4");
+        assert!(matches!(
+            canonical_path("/a%2Fb"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+    }
+
+    #[test]
+    fn paths_that_change_route_once_decoded_are_refused() {
+        let routes = vec![route(&[], Some("/admin"), &[]), route(&[], Some("/"), &[])];
+        let h = http::HeaderMap::new();
+        let go = |p: &str| route_request(&routes, None, p, &Method::GET, &h);
+        assert_eq!(go("/admin/x"), Ok(Some(0)));
+        assert_eq!(go("/public/%7Euser"), Ok(Some(1)));
+        assert_eq!(go("/admin/%7Euser"), Ok(Some(0)));
+        assert_eq!(go("/%61dmin"), Err(PathRefusal::Ambiguous));
+        assert_eq!(go("//admin"), Err(PathRefusal::Ambiguous));
+        assert_eq!(go("/public/../admin"), Err(PathRefusal::DotSegment));
+        assert_eq!(go("/admin/%2e%2e/public"), Err(PathRefusal::DotSegment));
+    }
+
+    proptest::proptest! {
+        /// Whatever the client sends, the route applied is the route of the path as a
+        /// decoding, slash-merging server reads it, or the request is refused.
+        #[test]
+        fn applied_route_is_the_served_route(
+            segs in proptest::collection::vec("(admin|a|%61|%2e|\\.|%7E|~|x|%2F|)", 0..5)
+        ) {
+            let routes = vec![
+                route(&[], Some("/admin"), &[]),
+                route(&[], Some("/a/x"), &[]),
+                route(&[], Some("/"), &[]),
+            ];
+            let h = http::HeaderMap::new();
+            let path = format!("/{}", segs.join("/"));
+            if let Ok(found) = route_request(&routes, None, &path, &Method::GET, &h) {
+                let canonical = canonical_path(&path);
+                proptest::prop_assert!(!has_dot_segment(&canonical));
+                proptest::prop_assert_eq!(
+                    found,
+                    find_route(&routes, None, &canonical, &Method::GET, &h)
+                );
+            }
+        }
     }
 }

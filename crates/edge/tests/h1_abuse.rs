@@ -1246,6 +1246,56 @@ async fn absolute_form_routes_by_its_authority() {
     assert_eq!(seen[0].headers["x-route"], "abs");
 }
 
+// ---------------------------------------------------------------------------------
+// Paths that would take one route at the gateway and another at the server.
+// ---------------------------------------------------------------------------------
+
+refused!(
+    /// `/upload/../small` matches `/upload`'s prefix but names `/small`: its limits
+    /// would not apply.
+    dot_dot_segment_is_refused,
+    b"GET /upload/../small HTTP/1.1\r\nHost: t.test\r\n\r\n",
+    "HTTP/1.1 400 Bad Request",
+    "malformed_request"
+);
+
+refused!(
+    /// Percent-encoded dots are dots to the server.
+    encoded_dot_segment_is_refused,
+    b"GET /upload/%2E%2e/small HTTP/1.1\r\nHost: t.test\r\n\r\n",
+    "HTTP/1.1 400 Bad Request",
+    "malformed_request"
+);
+
+refused!(
+    /// `/%73mall` is `/small` to a server that decodes unreserved characters, but
+    /// would take the catch-all route here.
+    encoded_path_that_changes_route_is_refused,
+    b"GET /%73mall HTTP/1.1\r\nHost: t.test\r\n\r\n",
+    "HTTP/1.1 400 Bad Request",
+    "malformed_request"
+);
+
+refused!(
+    /// `//small` is `/small` to a server that merges slashes.
+    doubled_slash_that_changes_route_is_refused,
+    b"GET //small HTTP/1.1\r\nHost: t.test\r\n\r\n",
+    "HTTP/1.1 400 Bad Request",
+    "malformed_request"
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn encoded_paths_that_keep_their_route_are_served_unchanged() {
+    let rig = rig(LIMITS).await;
+    let o = exchange(
+        rig.web,
+        b"GET /small/%7Euser//a%2Fb HTTP/1.1\r\nHost: t.test\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(o.status_line(), "HTTP/1.1 200 OK", "{}", o.text());
+    assert_eq!(rig.server.seen()[0].target, "/small/%7Euser//a%2Fb");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bare_lf_line_ends_are_read_and_sent_on_as_crlf() {
     let rig = rig(LIMITS).await;

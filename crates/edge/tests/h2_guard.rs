@@ -239,3 +239,24 @@ async fn an_ordinary_client_with_many_streams_is_not_cut() {
     assert_eq!(floods_counted(&gw).await, 0);
     gw.drain().await;
 }
+
+/// Paths with dot segments are refused over HTTP/2 as over HTTP/1.1, before routing.
+#[tokio::test]
+async fn dot_segments_are_refused_over_http2() {
+    let dir = tempdir();
+    let c = write_cert(dir.path(), "site", &["site.test"]);
+    let web = Backend::start("web").await;
+    let gw = start(&config(dir.path(), &c, &web)).await;
+    let addr = addr(&gw, "https");
+    let cc = client_config(&[&c.pem], &["h2"]);
+    for path in ["/a/../fine", "/a/%2e%2E/fine", "/./fine"] {
+        let r = https(&cc, addr, "site.test", "GET", path, &[])
+            .await
+            .unwrap();
+        assert_eq!(r.alpn.as_deref(), Some("h2"));
+        assert_eq!(r.status, 400, "{path}");
+        assert!(!r.headers.contains_key("x-served-by"), "{path}");
+    }
+    served(&cc, addr).await;
+    gw.drain().await;
+}

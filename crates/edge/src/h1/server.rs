@@ -377,8 +377,24 @@ where
         };
         let host =
             raw_host.map(|h| crate::route::lowercase_host(crate::route::host_without_port(h)));
-        let found =
-            crate::route::find_route(&lcfg.http_routes, host.as_deref(), path, &method, &fields);
+        let found = match crate::route::route_request(
+            &lcfg.http_routes,
+            host.as_deref(),
+            path,
+            &method,
+            &fields,
+        ) {
+            Ok(found) => found,
+            Err(_) => {
+                return Decision::Local {
+                    status: 400,
+                    text: text_of(400),
+                    retry_after: None,
+                    abuse: Some(Abuse::MalformedRequest),
+                    delay: None,
+                };
+            }
+        };
         let filter = self.ctx.shared.hooks.request.as_ref();
         if let Some(filter) = filter
             && filter.inspects(&lcfg.name, self.ctx.peer)
