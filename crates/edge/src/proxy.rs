@@ -715,6 +715,10 @@ async fn forward(
     *response.status_mut() = StatusCode::from_u16(resp.status).unwrap_or(StatusCode::BAD_GATEWAY);
     let headers = response.headers_mut();
     headers.reserve(fields.len() + route.response_headers.add.len());
+    // One copy of the head, which the header values share (the read buffer stays
+    // unshared for the next exchange).
+    let head = Bytes::copy_from_slice(&up.buf[..resp.len]);
+    up.buf.advance(resp.len);
     for f in &fields {
         let keep = match f.known {
             Known::ContentLength => matches!(resp.framing, Framing::Length(_) | Framing::Empty),
@@ -725,16 +729,16 @@ async fn forward(
             continue;
         }
         if let (Ok(n), Ok(v)) = (
-            HeaderName::from_bytes(&up.buf[f.name.clone()]),
-            HeaderValue::from_bytes(&up.buf[f.value.clone()]),
+            HeaderName::from_bytes(&head[f.name.clone()]),
+            HeaderValue::from_maybe_shared(head.slice(f.value.clone())),
         ) {
             headers.append(n, v);
         }
     }
+    drop(head);
     if !route.response_headers.is_empty() {
         route.response_headers.apply(headers);
     }
-    up.buf.advance(resp.len);
     let reusable = !resp.close && poolable;
     let pool = reusable.then(|| backend.pools[si].clone());
     match resp.framing {
