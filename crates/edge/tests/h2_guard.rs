@@ -1,7 +1,8 @@
 //! The HTTP/2 frame guard against real clients: a client doing rapid reset (the `h2`
 //! crate as a client) and one flooding PINGs (raw frames over rustls) are cut with a
 //! GOAWAY (ENHANCE_YOUR_CALM), counted as `http2_flood`, while an ordinary HTTP/2
-//! client on another connection is served.
+//! client on another connection is served; a client that stops reading a large
+//! response is cut after the write window (`slow_read`).
 
 #![expect(clippy::unwrap_used, reason = "test helpers panic on setup failures")]
 
@@ -25,6 +26,7 @@ metadata: {{name: h2-guard}}
 spec:
   admin: {{address: "127.0.0.1:0"}}
   accessLog: false
+  timeouts: {{clientWrite: 1s}}
   limits:
     h2MaxResetsPerSecond: 50
     h2MaxControlFramesPerSecond: 50
@@ -105,13 +107,14 @@ async fn served(cc: &Arc<rustls::ClientConfig>, addr: std::net::SocketAddr) {
 }
 
 async fn floods_counted(gw: &rampart_edge::Gateway) -> u64 {
+    rejections(gw, "http2_flood").await
+}
+
+async fn rejections(gw: &rampart_edge::Gateway, reason: &str) -> u64 {
     let m = metrics(gw).await;
+    let prefix = format!("rampart_edge_rejections_total{{listener=\"https\",reason=\"{reason}\"}}");
     m.lines()
-        .find(|l| {
-            l.starts_with(
-                "rampart_edge_rejections_total{listener=\"https\",reason=\"http2_flood\"}",
-            )
-        })
+        .find(|l| l.starts_with(&prefix))
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
@@ -257,6 +260,42 @@ async fn dot_segments_are_refused_over_http2() {
         assert_eq!(r.status, 400, "{path}");
         assert!(!r.headers.contains_key("x-served-by"), "{path}");
     }
+    served(&cc, addr).await;
+    gw.drain().await;
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_cut() {
+    let dir = tempdir();
+    let c = write_cert(dir.path(), "site", &["site.test"]);
+    let web = Backend::start("web").await;
+    let gw = start(&config(dir.path(), &c, &web)).await;
+    let addr = addr(&gw, "https");
+    let cc = client_config(&[&c.pem], &["h2"]);
+
+    // A 16 kB window that the client never opens again: the gateway has 4 MiB for it.
+    let io = tls(&cc, addr, "127.0.0.5").await;
+    let (send, conn) = h2::client::Builder::new()
+        .initial_window_size(16 * 1024)
+        .handshake::<_, bytes::Bytes>(io)
+        .await
+        .unwrap();
+    let conn = tokio::spawn(async move {
+        tokio::time::timeout(Duration::from_secs(15), conn)
+            .await
+            .expect("the gateway kept a client that does not read")
+    });
+    let mut ready = send.ready().await.unwrap();
+    let req = http::Request::get("https://site.test/big")
+        .body(())
+        .unwrap();
+    let (resp, _) = ready.send_request(req, true).unwrap();
+    let resp = resp.await.unwrap();
+    assert_eq!(resp.status(), 200);
+    // Hold the body without reading it (no capacity is released).
+    let _body = resp.into_body();
+    let _ = conn.await.unwrap();
+    assert!(rejections(&gw, "slow_read").await >= 1);
     served(&cc, addr).await;
     gw.drain().await;
 }

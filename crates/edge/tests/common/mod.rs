@@ -25,7 +25,7 @@ use rampart_edge::{ConfigSource, Gateway, hooks::Hooks};
 use tokio::net::{TcpListener, TcpStream};
 
 /// A test backend: answers with `x-served-by: <id>` and a body listing the request's
-/// method, path and headers; `/slow` waits 400 ms; `/hold` waits until
+/// method, path and headers; `/big` is 4 MiB; `/slow` waits 400 ms; `/hold` waits until
 /// [`Backend::release`] (at most 20 s), counted in `held` meanwhile; `/healthz`
 /// answers `health`.
 #[derive(Debug, Clone)]
@@ -126,6 +126,13 @@ async fn answer(
         hold.held.fetch_add(1, Ordering::SeqCst);
         let _ = tokio::time::timeout(Duration::from_secs(20), gate.wait_for(|open| *open)).await;
         hold.held.fetch_sub(1, Ordering::SeqCst);
+    }
+    if path.starts_with("/big") {
+        // 4 MiB, for clients that read slowly or not at all.
+        let mut r = http::Response::new(Full::new(Bytes::from(vec![b'x'; 4 << 20])));
+        r.headers_mut()
+            .insert("x-served-by", http::HeaderValue::from_static(id));
+        return r;
     }
     let mut text = format!("{} {}\n", req.method(), req.uri());
     for (k, v) in req.headers() {
