@@ -26,6 +26,7 @@
 # refuse), alternating, RUNS times.
 #
 # usage: bench/protect/run.sh [--runs N] [--duration S] [--out docs/benchmarks.md]
+#                             [--scenarios "none slowloris ..."]  (empty: the cost only)
 # Needs root only to install packages (nginx-light haproxy wrk nghttp2-client
 # slowhttptest).
 set -euo pipefail
@@ -34,11 +35,13 @@ ROOT=$PWD
 RUNS=3
 DURATION=10
 OUT=docs/benchmarks.md
+SCENARIOS="none slowloris slowbody slowread connflood reqflood h2flood rapidreset"
 while [ $# -gt 0 ]; do
   case "$1" in
     --runs) RUNS=$2; shift 2 ;;
     --duration) DURATION=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
+    --scenarios) SCENARIOS=$2; shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -187,7 +190,6 @@ attack() {  # $1 scenario, $2 front
 
 RES=$W/results.tsv
 : > "$RES"
-SCENARIOS="none slowloris slowbody slowread connflood reqflood h2flood rapidreset"
 for run in $(seq "$RUNS"); do
   for sc in $SCENARIOS; do
     for proxy in rampart haproxy; do

@@ -19,7 +19,7 @@
 
 use std::net::SocketAddr;
 
-use http::{HeaderMap, Method, StatusCode, Uri};
+use http::{Method, StatusCode};
 
 /// What to do with a new connection.
 #[derive(Debug)]
@@ -37,8 +37,8 @@ pub trait ConnectionFilter: Send + Sync + std::fmt::Debug {
     fn admit(&self, listener: &str, peer: SocketAddr) -> Admission;
 }
 
-/// What the request filter sees.
-#[derive(Debug)]
+/// What the request filter sees: views into the request as the protocol engine holds
+/// it, so that looking at a request costs no copies.
 pub struct RequestInfo<'a> {
     /// Listener name.
     pub listener: &'a str,
@@ -48,10 +48,23 @@ pub struct RequestInfo<'a> {
     pub peer: SocketAddr,
     /// Method.
     pub method: &'a Method,
-    /// URI as received.
-    pub uri: &'a Uri,
-    /// Headers as received.
-    pub headers: &'a HeaderMap,
+    /// Path as received (no query), already checked by the engine (see
+    /// [`crate::route::route_request`]).
+    pub path: &'a str,
+    /// Header fields as received.
+    pub headers: &'a dyn crate::route::HeaderLookup,
+}
+
+impl std::fmt::Debug for RequestInfo<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestInfo")
+            .field("listener", &self.listener)
+            .field("route", &self.route)
+            .field("peer", &self.peer)
+            .field("method", &self.method)
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What to do with a request.
@@ -75,14 +88,6 @@ pub enum RequestVerdict {
 pub trait RequestFilter: Send + Sync + std::fmt::Debug {
     /// The verdict for one request.
     fn check(&self, request: &RequestInfo<'_>) -> RequestVerdict;
-
-    /// False when [`RequestFilter::check`] would let every request from `peer` on
-    /// `listener` through without looking at it (a source exempt from protection, for
-    /// one): the gateway then does not build the request's view for it.
-    fn inspects(&self, listener: &str, peer: SocketAddr) -> bool {
-        let _ = (listener, peer);
-        true
-    }
 
     /// The status the gateway answered a request with (after the server's answer, or
     /// its own), for error-rate accounting. Not called for answers made from a

@@ -17,8 +17,8 @@ use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
 use bytes::{Buf, Bytes};
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Method, Request, Response, StatusCode, Uri};
+use http::header::{self, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
@@ -134,15 +134,15 @@ pub fn check_filter(
     route: Option<&str>,
     peer: SocketAddr,
     method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
+    path: &str,
+    headers: &dyn route::HeaderLookup,
 ) -> Option<(StatusCode, Option<u32>, Option<std::time::Duration>)> {
     let info = RequestInfo {
         listener,
         route,
         peer,
         method,
-        uri,
+        path,
         headers,
     };
     match filter.check(&info) {
@@ -461,14 +461,13 @@ pub async fn serve(
     };
     let filter = ctx.shared.hooks.request.as_ref();
     if let Some(f) = filter
-        && f.inspects(&lcfg.name, ctx.peer)
         && let Some((status, retry_after, delay)) = check_filter(
             f.as_ref(),
             &lcfg.name,
             found.map(|ri| lcfg.http_routes[ri].name.as_str()),
             ctx.peer,
             req.method(),
-            req.uri(),
+            req.uri().path(),
             req.headers(),
         )
     {

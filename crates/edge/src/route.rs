@@ -26,6 +26,8 @@ pub trait HeaderLookup {
     fn has(&self, name: &HeaderName) -> bool;
     /// True when a field `name` has exactly `value`.
     fn has_value(&self, name: &HeaderName, value: &HeaderValue) -> bool;
+    /// The value of the first field `name`, if any.
+    fn first(&self, name: &HeaderName) -> Option<&[u8]>;
 }
 
 impl HeaderLookup for HeaderMap {
@@ -34,6 +36,9 @@ impl HeaderLookup for HeaderMap {
     }
     fn has_value(&self, name: &HeaderName, value: &HeaderValue) -> bool {
         self.get_all(name).iter().any(|x| x == value)
+    }
+    fn first(&self, name: &HeaderName) -> Option<&[u8]> {
+        self.get(name).map(HeaderValue::as_bytes)
     }
 }
 
@@ -50,6 +55,13 @@ impl HeaderLookup for crate::h1::encode::Parsed<'_> {
             self.buf[f.name.clone()].eq_ignore_ascii_case(n)
                 && &self.buf[f.value.clone()] == value.as_bytes()
         })
+    }
+    fn first(&self, name: &HeaderName) -> Option<&[u8]> {
+        let n = name.as_str().as_bytes();
+        self.fields
+            .iter()
+            .find(|f| self.buf[f.name.clone()].eq_ignore_ascii_case(n))
+            .map(|f| &self.buf[f.value.clone()])
     }
 }
 

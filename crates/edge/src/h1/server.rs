@@ -16,9 +16,7 @@ use tokio::time::{Instant, Sleep};
 use crate::config::{HttpRoute, RouteAction};
 use crate::h1::chunked::{self, Decoder};
 use crate::h1::encode::{self, BodyOut, LocalOut, Parsed, RequestOut, ResponseOut};
-use crate::h1::head::{
-    self, BadResponse, Field, Framing, HeadError, HeadLimits, RequestHead, TargetForm,
-};
+use crate::h1::head::{self, BadResponse, Field, Framing, HeadError, HeadLimits, RequestHead};
 use crate::hooks::Abuse;
 use crate::io::now_ms;
 use crate::proxy::{self, ConnContext, Failure, InFlight};
@@ -397,47 +395,23 @@ where
         };
         let filter = self.ctx.shared.hooks.request.as_ref();
         if let Some(filter) = filter
-            && filter.inspects(&lcfg.name, self.ctx.peer)
-        {
-            let uri = match head.form {
-                TargetForm::Absolute { .. } => http::Uri::try_from(&buf[head.target.clone()]),
-                _ => http::Uri::try_from(target),
-            };
-            let Ok(uri) = uri else {
-                return Decision::Local {
-                    status: 400,
-                    text: text_of(400),
-                    retry_after: None,
-                    abuse: Some(Abuse::MalformedRequest),
-                    delay: None,
-                };
-            };
-            let mut map = http::HeaderMap::with_capacity(self.fields.len());
-            for f in &self.fields {
-                if let (Ok(n), Ok(v)) = (
-                    http::HeaderName::from_bytes(&buf[f.name.clone()]),
-                    http::HeaderValue::from_bytes(&buf[f.value.clone()]),
-                ) {
-                    map.append(n, v);
-                }
-            }
-            if let Some((status, retry_after, delay)) = proxy::check_filter(
+            && let Some((status, retry_after, delay)) = proxy::check_filter(
                 filter.as_ref(),
                 &lcfg.name,
                 found.map(|ri| lcfg.http_routes[ri].name.as_str()),
                 self.ctx.peer,
                 &method,
-                &uri,
-                &map,
-            ) {
-                return Decision::Local {
-                    status: status.as_u16(),
-                    text: "request refused\n",
-                    retry_after,
-                    abuse: None,
-                    delay,
-                };
-            }
+                path,
+                &fields,
+            )
+        {
+            return Decision::Local {
+                status: status.as_u16(),
+                text: "request refused\n",
+                retry_after,
+                abuse: None,
+                delay,
+            };
         }
         let Some(ri) = found else {
             self.ctx

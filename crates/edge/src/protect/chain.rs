@@ -52,14 +52,6 @@ impl RequestFilter for Requests {
         }
     }
 
-    fn inspects(&self, listener: &str, peer: SocketAddr) -> bool {
-        self.first.inspects(listener, peer)
-            || self
-                .then
-                .as_ref()
-                .is_some_and(|f| f.inspects(listener, peer))
-    }
-
     fn responded(&self, listener: &str, route: Option<&str>, peer: SocketAddr, status: StatusCode) {
         self.first.responded(listener, route, peer, status);
         if let Some(f) = &self.then {

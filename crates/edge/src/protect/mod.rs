@@ -785,9 +785,9 @@ impl Protection {
     fn key_hash(&self, limit: &RequestLimit, src: &Cidr, info: &RequestInfo<'_>) -> u64 {
         match &limit.key {
             LimitKey::Client => self.hasher.hash_one((0u8, src)),
-            LimitKey::Path => self.hasher.hash_one((1u8, info.uri.path())),
-            LimitKey::Header(h) => match info.headers.get(h) {
-                Some(v) => self.hasher.hash_one((2u8, v.as_bytes())),
+            LimitKey::Path => self.hasher.hash_one((1u8, info.path)),
+            LimitKey::Header(h) => match info.headers.first(h) {
+                Some(v) => self.hasher.hash_one((2u8, v)),
                 None => self.hasher.hash_one((0u8, src)),
             },
         }
@@ -876,11 +876,6 @@ fn retry_secs(d: Duration) -> u32 {
 }
 
 impl RequestFilter for Guard {
-    fn inspects(&self, _listener: &str, peer: SocketAddr) -> bool {
-        let p = self.0.policy.load();
-        p.enabled && !p.exempt.contains(canonical(peer.ip()))
-    }
-
     fn check(&self, info: &RequestInfo<'_>) -> RequestVerdict {
         let pr = &self.0;
         let p = pr.policy.load();
