@@ -355,6 +355,19 @@ where
     });
     let pongs = tx.clone();
     tokio::spawn(async move {
+        // Client frames to the server side until the client closes or errs; then the
+        // server side reads EOF (dropping one half of a split duplex does not close it).
+        client_frames(&mut rd, &mut to_server, &pongs).await;
+        let _ = to_server.shutdown().await;
+    });
+    async fn client_frames<R, W>(
+        rd: &mut R,
+        to_server: &mut W,
+        pongs: &tokio::sync::mpsc::Sender<Vec<u8>>,
+    ) where
+        R: tokio::io::AsyncRead + Unpin,
+        W: tokio::io::AsyncWrite + Unpin,
+    {
         loop {
             let mut head = [0u8; 2];
             if rd.read_exact(&mut head).await.is_err() {
@@ -403,7 +416,7 @@ where
                 _ => {}
             }
         }
-    });
+    }
     tokio::spawn(async move {
         let mut buf = vec![0u8; 16 * 1024];
         loop {
