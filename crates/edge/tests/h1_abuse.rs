@@ -1739,3 +1739,29 @@ async fn one_smuggling_attempt_bans_the_source() {
     refused_at_accept(src, rig.web).await;
     assert!(rig.server.raw().is_empty());
 }
+
+/// A client still sending a body the gateway refused (its length is over the limit)
+/// reads the refusal: the answer leaves before the gateway closes, and the close does
+/// not destroy it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_upload_still_being_sent_reads_its_answer() {
+    let rig = rig(LIMITS).await;
+    let mut s = connect_from(fresh_source(), rig.web).await;
+    let mut first = b"POST / HTTP/1.1\r\nHost: t.test\r\nContent-Length: 10000000\r\n\r\n".to_vec();
+    first.extend_from_slice(&[b'b'; 64 * 1024]);
+    s.write_all(&first).await.unwrap();
+    // More of the body after the answer; writes fail once the gateway is gone.
+    for _ in 0..16 {
+        if s.write_all(&[b'b'; 16 * 1024]).await.is_err() {
+            break;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let o = read_to_close(&mut s).await;
+    assert_eq!(
+        o.status_line(),
+        "HTTP/1.1 413 Payload Too Large",
+        "{}",
+        o.text()
+    );
+}
