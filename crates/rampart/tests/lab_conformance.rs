@@ -100,7 +100,8 @@ fn lab_agrees_with_conformance_cases() {
     if !support::privileged("lab_agrees_with_conformance_cases") {
         return;
     }
-    let dir = support::conformance_dir().expect("shared/conformance beside the repository");
+    let dir = support::conformance_dir()
+        .expect("conformance cases (shared/conformance or tests/conformance)");
     let mut all = steps(&dir.join("netpol"));
     let netpol = all.len();
     all.extend(steps(&dir.join("anp")));

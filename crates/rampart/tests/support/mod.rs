@@ -35,8 +35,9 @@ pub(crate) fn privileged(test: &str) -> bool {
     false
 }
 
-/// The shared conformance data: `$RAMPART_CONFORMANCE`, or the nearest
-/// `shared/conformance` beside the repository or one of its parents.
+/// The conformance data: `$RAMPART_CONFORMANCE`, or the nearest `shared/conformance`
+/// beside the repository or one of its parents, or else the repository's own copy in
+/// `tests/conformance`.
 pub(crate) fn conformance_dir() -> Option<PathBuf> {
     if let Ok(dir) = std::env::var("RAMPART_CONFORMANCE") {
         return Some(PathBuf::from(dir));
@@ -46,6 +47,10 @@ pub(crate) fn conformance_dir() -> Option<PathBuf> {
         .ancestors()
         .map(|a| a.join("shared/conformance"))
         .find(|d| d.is_dir())
+        .or_else(|| {
+            // The copy kept in the repository, for a clone on its own.
+            Some(manifest.join("../../tests/conformance")).filter(|d| d.is_dir())
+        })
 }
 
 /// The `rampart` binary under test.
