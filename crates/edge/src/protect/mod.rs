@@ -114,20 +114,7 @@ pub enum Offence {
     Abuse(Abuse),
 }
 
-const ABUSES: [Abuse; 11] = [
-    Abuse::MalformedRequest,
-    Abuse::Smuggling,
-    Abuse::HeaderTooLarge,
-    Abuse::TooManyHeaders,
-    Abuse::UriTooLong,
-    Abuse::BodyTooLarge,
-    Abuse::SlowHeader,
-    Abuse::SlowBody,
-    Abuse::SlowRead,
-    Abuse::TlsHandshake,
-    Abuse::Http2Flood,
-];
-const OFFENCES: usize = 3 + ABUSES.len();
+const OFFENCES: usize = 3 + Abuse::ALL.len();
 
 impl Offence {
     /// The metric label and ban reason.
@@ -145,7 +132,7 @@ impl Offence {
             Offence::RateLimited => 0,
             Offence::ConnectionLimit => 1,
             Offence::HttpErrors => 2,
-            Offence::Abuse(a) => 3 + ABUSES.iter().position(|x| *x == a).unwrap_or(0),
+            Offence::Abuse(a) => 3 + a.index(),
         }
     }
 
@@ -156,7 +143,7 @@ impl Offence {
             Offence::HttpErrors,
         ]
         .into_iter()
-        .chain(ABUSES.iter().map(|a| Offence::Abuse(*a)))
+        .chain(Abuse::ALL.iter().map(|a| Offence::Abuse(*a)))
     }
 }
 
