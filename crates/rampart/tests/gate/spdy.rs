@@ -379,7 +379,8 @@ pub(crate) async fn serve_remote_command<IO: AsyncRead + AsyncWrite + Unpin>(
 /// Serves port-forward (`portforward.k8s.io`): accepts every stream; bytes on a `data`
 /// stream are echoed back on it (the stand-in pod's port is an echo service); when the
 /// client ends a data stream, the server ends it and its request's error stream.
-/// Returns the ports asked for.
+/// Returns the ports asked for once the client has gone (a close, or a write that fails
+/// because it went away, which is how a killed kubectl ends a session).
 pub(crate) async fn serve_port_forward<IO: AsyncRead + AsyncWrite + Unpin>(
     io: IO,
 ) -> io::Result<Vec<String>> {
@@ -395,7 +396,9 @@ pub(crate) async fn serve_port_forward<IO: AsyncRead + AsyncWrite + Unpin>(
         };
         match frame {
             Frame::SynStream { id, headers, .. } => {
-                conn.reply(id).await?;
+                if conn.reply(id).await.is_err() {
+                    break; // the client went away
+                }
                 let request = headers.get("requestid").cloned().unwrap_or_default();
                 let entry = requests.entry(request.clone()).or_default();
                 match headers.get("streamtype").map(String::as_str) {
@@ -412,17 +415,25 @@ pub(crate) async fn serve_port_forward<IO: AsyncRead + AsyncWrite + Unpin>(
                 let Some(request) = data_streams.get(&id).cloned() else {
                     continue;
                 };
-                if !data.is_empty() {
-                    conn.data(id, &data, false).await?;
+                if !data.is_empty() && conn.data(id, &data, false).await.is_err() {
+                    break;
                 }
                 if fin {
-                    conn.data(id, &[], true).await?;
-                    if let Some((Some(error), _)) = requests.get(&request) {
-                        conn.data(*error, &[], true).await?;
+                    if conn.data(id, &[], true).await.is_err() {
+                        break;
+                    }
+                    if let Some((Some(error), _)) = requests.get(&request)
+                        && conn.data(*error, &[], true).await.is_err()
+                    {
+                        break;
                     }
                 }
             }
-            Frame::Ping(p) => conn.pong(p).await?,
+            Frame::Ping(p) => {
+                if conn.pong(p).await.is_err() {
+                    break;
+                }
+            }
             Frame::GoAway => break,
             Frame::Reset | Frame::Other => {}
         }
