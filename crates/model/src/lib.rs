@@ -3,7 +3,7 @@
 //! What it holds: IP prefixes and sets of them, port ranges and protocols, labels and
 //! label selectors, the workloads of a cluster (namespaces, pods, nodes), network
 //! policies of every tier (NetworkPolicy, AdminNetworkPolicy, BaselineAdminNetworkPolicy)
-//! in a form that cannot be invalid, and flows with their verdicts.
+//! in a form that cannot be invalid, flows with their verdicts, and timestamps as text.
 //!
 //! What it does not do: no parsing of documents (see `rampart-resources`), no policy
 //! evaluation (see `rampart-policy`), no I/O, no clock.
@@ -13,6 +13,7 @@ pub mod labels;
 pub mod net;
 pub mod policy;
 pub mod port;
+pub mod time;
 
 pub use cluster::{Cluster, ContainerPort, NAMESPACE_NAME_LABEL, Namespace, Node, Pod, PodRef};
 pub use labels::{LabelSelector, Labels, Requirement};
