@@ -141,7 +141,8 @@ async fn handle(
             lm.refused.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        match Box::pin(read_proxy_header(&mut stream, &mut buf, deadline)).await {
+        let reading = Box::pin(read_proxy_header(&mut stream, &mut buf, deadline));
+        match reading.await {
             Some(Some((client, _))) => peer = client,
             Some(None) => {}
             None => {
@@ -161,7 +162,8 @@ async fn handle(
     let needs_sni = !lcfg.tcp_routes.is_empty()
         && (lcfg.mode == Mode::Http || lcfg.tcp_routes.iter().any(|r| !r.sni.is_empty()));
     if needs_sni {
-        let name = match Box::pin(peek_sni(&mut stream, &mut buf, deadline)).await {
+        let peeking = Box::pin(peek_sni(&mut stream, &mut buf, deadline));
+        let name = match peeking.await {
             Some(name) => name,
             None if lcfg.mode == Mode::Tcp => None,
             None => {
@@ -182,15 +184,15 @@ async fn handle(
         });
         if let Some(ri) = chosen {
             lm.passthrough.fetch_add(1, Ordering::Relaxed);
-            Box::pin(passthrough(
+            let piping = Box::pin(passthrough(
                 &rt,
                 lcfg.tcp_routes[ri].backend,
                 stream,
                 buf,
                 peer,
                 local,
-            ))
-            .await;
+            ));
+            piping.await;
             return;
         }
         if lcfg.mode == Mode::Tcp {
@@ -201,7 +203,8 @@ async fn handle(
     } else if lcfg.mode == Mode::Tcp {
         if let Some(route) = lcfg.tcp_routes.first() {
             lm.passthrough.fetch_add(1, Ordering::Relaxed);
-            Box::pin(passthrough(&rt, route.backend, stream, buf, peer, local)).await;
+            let piping = Box::pin(passthrough(&rt, route.backend, stream, buf, peer, local));
+            piping.await;
         }
         return;
     }
@@ -253,11 +256,13 @@ async fn handle(
             };
             let h2 = conn.alpn_protocol() == Some(b"h2");
             drop(rt);
-            Box::pin(serve_http(ctx_base, tls_stream, h2, "https")).await;
+            let serving = Box::pin(serve_http(ctx_base, tls_stream, h2, "https"));
+            serving.await;
         }
         None => {
             drop(rt);
-            Box::pin(serve_http_plain(ctx_base, io)).await;
+            let serving = Box::pin(serve_http_plain(ctx_base, io));
+            serving.await;
         }
     }
 }

@@ -208,15 +208,26 @@ pub async fn connection(
     if bcfg.proxy_protocol {
         // A connection carries one client's address: never pooled.
         let header = crate::proxy_protocol::encode(ctx.peer, ctx.local);
-        return ServerConn::open(&backend.connector, backend.addrs[si], Some(&header))
-            .await
-            .ok()
-            .map(|u| (u, false));
+        let open = Box::pin(ServerConn::open(
+            &backend.connector,
+            backend.addrs[si],
+            Some(&header),
+        ));
+        return open.await.ok().map(|u| (u, false));
     }
     if let Some(up) = backend.pools[si].checkout(now_ms()) {
         return Some((up, true));
     }
-    match ServerConn::open(&backend.connector, backend.addrs[si], None).await {
+    // Opening is the cold path: boxed, so that the futures of requests on pooled
+    // connections (moved as they are boxed and polled) stay small.
+    // (A statement of its own: a temporary in the `match` would keep its space in
+    // this future across the await.)
+    let open = Box::pin(ServerConn::open(
+        &backend.connector,
+        backend.addrs[si],
+        None,
+    ));
+    match open.await {
         Ok(up) => Some((up, true)),
         Err(e) => {
             tracing::debug!(error = %e, server = %backend.addrs[si], "connect failed");
@@ -519,7 +530,12 @@ pub async fn serve(
                 Err(_) => (local(StatusCode::BAD_REQUEST, "bad request\n"), None),
             }
         }
-        RouteAction::Backend(bi) => Box::pin(forward(&ctx, &rt, route, *bi, req)).await,
+        RouteAction::Backend(bi) => {
+            // Boxed in a statement of its own: a temporary boxed in the `.await`
+            // expression would keep its space in this future too.
+            let forwarding = Box::pin(forward(&ctx, &rt, route, *bi, req));
+            forwarding.await
+        }
     };
     let status = response.status();
     route_metrics.record(status.as_u16(), started.elapsed());
@@ -663,7 +679,8 @@ async fn forward(
 
     // The request body, as the client sends it.
     if !body.is_end_stream() && body_out != BodyOut::None {
-        match send_body(ctx, rt, route, &mut body, body_out, &mut up).await {
+        let sending = Box::pin(send_body(ctx, rt, route, &mut body, body_out, &mut up));
+        match sending.await {
             Ok(()) => {}
             Err(SendFail::Client(Some((abuse, status)))) => {
                 ctx.report(abuse, status_text(status).trim_end());
