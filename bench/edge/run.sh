@@ -110,6 +110,14 @@ defaults
   http-reuse always
 frontend fe
   bind $FRONT_haproxy ssl crt $W/haproxy.pem alpn h2,http/1.1
+  # The forwarding fields Rampart sets on every request, client-supplied ones
+  # replaced (X-Forwarded-For, -Proto, -Host and Forwarded): the same work, and the
+  # same request head at nginx. (HAProxy 2.6 has no "option forwarded".)
+  http-request del-header x-forwarded-for
+  option forwardfor
+  http-request set-header x-forwarded-proto https
+  http-request set-header x-forwarded-host %[req.hdr(host)]
+  http-request set-header forwarded "for=%[src];proto=https;host=\\"%[req.hdr(host)]\\""
   default_backend be
 backend be
   server nginx $BACKEND
