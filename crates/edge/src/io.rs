@@ -83,6 +83,39 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Prefixed<T> {
     }
 }
 
+/// A client connection's transport as the HTTP/1.1 engine writes to it.
+pub trait ClientTransport: AsyncRead + AsyncWrite + Unpin {
+    /// Takes the start of `data` as the last bytes of the connection, to leave with
+    /// the end of the transport's own framing (TLS close_notify) in the next flush:
+    /// a response and the closure in one write and one segment. Returns how many
+    /// bytes were taken; the caller writes the rest. The default takes nothing.
+    fn take_last(&mut self, data: &[u8]) -> usize {
+        let _ = data;
+        0
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> ClientTransport for Prefixed<T> {}
+
+/// Most bytes handed to TLS as the last write: within rustls's send buffer limit
+/// (64 KiB) when nothing else is pending, so that it takes all of them.
+const LAST_WRITE_MAX: usize = 16 * 1024;
+
+impl<IO: AsyncRead + AsyncWrite + Unpin> ClientTransport for tokio_rustls::server::TlsStream<IO> {
+    fn take_last(&mut self, data: &[u8]) -> usize {
+        let conn = self.get_mut().1;
+        if data.len() > LAST_WRITE_MAX || conn.is_handshaking() || conn.wants_write() {
+            return 0;
+        }
+        // Encrypted into the connection's send buffer; nothing is written yet.
+        let taken = io::Write::write(&mut conn.writer(), data).unwrap_or(0);
+        if taken == data.len() {
+            conn.send_close_notify();
+        }
+        taken
+    }
+}
+
 /// Activity of one connection: last traffic and requests in flight.
 #[derive(Debug, Default)]
 pub struct Activity {

@@ -14,12 +14,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::config::{Cidr, Listener, Mode};
 use crate::hooks::{Abuse, Admission};
-use crate::io::{Activity, Prefixed, Tracked, now_ms};
+use crate::io::{Activity, ClientTransport, Prefixed, Tracked, now_ms};
 use crate::metrics::ListenerMetrics;
 use crate::proxy::ConnContext;
 use crate::runtime::Runtime;
@@ -34,6 +34,12 @@ pub(crate) async fn accept_loop(
 ) {
     let mut stop = shared.stop_accepting.subscribe();
     let slots = shared.protection.slots().clone();
+    // A connection's local address is the listener's, unless the listener is bound
+    // to the unspecified address (then each connection is asked).
+    let bound = listener
+        .local_addr()
+        .ok()
+        .filter(|a| !a.ip().is_unspecified());
     loop {
         // The global connection cap: at the cap, stop accepting (connections wait in
         // the kernel's queue) until one closes.
@@ -92,6 +98,9 @@ pub(crate) async fn accept_loop(
         } else {
             None
         };
+        let Some(local) = bound.or_else(|| stream.local_addr().ok()) else {
+            continue;
+        };
         let conn_guard = shared.connections.enter();
         let shared = shared.clone();
         let key = key.clone();
@@ -99,7 +108,7 @@ pub(crate) async fn accept_loop(
             lm.active_connections.fetch_add(1, Ordering::Relaxed);
             let _slot = slot;
             let _token = token;
-            handle(shared, rt, li, stream, peer, key, lm.clone()).await;
+            handle(shared, rt, li, stream, (peer, local), key, lm.clone()).await;
             lm.active_connections.fetch_sub(1, Ordering::Relaxed);
             drop(conn_guard);
         };
@@ -124,14 +133,11 @@ async fn handle(
     rt: Arc<Runtime>,
     li: usize,
     mut stream: TcpStream,
-    mut peer: SocketAddr,
+    (mut peer, local): (SocketAddr, SocketAddr),
     key: Arc<str>,
     lm: Arc<ListenerMetrics>,
 ) {
-    let _ = stream.set_nodelay(true);
-    let Ok(local) = stream.local_addr() else {
-        return;
-    };
+    // TCP_NODELAY comes from the listening socket (accepted sockets inherit it).
     let lcfg: &Listener = &rt.config.listeners[li];
     let deadline = tokio::time::Instant::now() + rt.config.timeouts.tls_handshake;
     let mut buf: Vec<u8> = Vec::new();
@@ -392,7 +398,7 @@ type CtxBase = (
 
 async fn serve_http<IO>(base: CtxBase, io: IO, h2: bool, scheme: &'static str)
 where
-    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    IO: ClientTransport + Send + 'static,
 {
     let (shared, listener, metrics, peer, local) = base;
     if h2 {
@@ -424,7 +430,7 @@ where
 
 async fn serve_http_plain<IO>(base: CtxBase, io: IO)
 where
-    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    IO: ClientTransport + Send + 'static,
 {
     // Plain HTTP listeners speak HTTP/1.1 (h2c is not offered).
     serve_http(base, io, false, "http").await;

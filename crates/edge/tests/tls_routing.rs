@@ -280,6 +280,68 @@ async fn resumption_with_tickets() {
     assert!(m.contains("kind=\"full\"} 1"), "{m}");
 }
 
+/// A response after which the connection closes leaves with the TLS close_notify in
+/// one write: the read that brings the response also brings the clean closure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn last_response_and_close_notify_leave_together() {
+    let dir = tempdir();
+    let a = write_cert(dir.path(), "api", &["api.example.test"]);
+    let w = write_cert(dir.path(), "apps", &["*.apps.test"]);
+    let api = Backend::start("api").await;
+    let web = Backend::start("web").await;
+    let gw = start(&config(dir.path(), &a, &w, &api, &web, "")).await;
+    let c = client_config(&[&a.pem], &["http/1.1"]);
+    let edge = addr(&gw, "https");
+    for (path, status) in [("/v1/a", "200"), ("/v10", "404")] {
+        let c = c.clone();
+        let (response, closed_with_it) = tokio::task::spawn_blocking(move || {
+            use std::io::{Read, Write};
+            let mut tcp = std::net::TcpStream::connect(edge).unwrap();
+            tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let name = rustls::pki_types::ServerName::try_from("api.example.test").unwrap();
+            let mut tls = rustls::ClientConnection::new(c, name).unwrap();
+            while tls.is_handshaking() {
+                tls.complete_io(&mut tcp).unwrap();
+            }
+            write!(
+                tls.writer(),
+                "GET {path} HTTP/1.1\r\nHost: api.example.test\r\nConnection: close\r\n\r\n"
+            )
+            .unwrap();
+            while tls.wants_write() {
+                tls.write_tls(&mut tcp).unwrap();
+            }
+            // Reads until the first one that brings response bytes.
+            let mut chunk = vec![0u8; 1 << 16];
+            loop {
+                let n = tcp.read(&mut chunk).unwrap();
+                assert!(n > 0, "closed before the response");
+                let mut at = &chunk[..n];
+                while !at.is_empty() {
+                    tls.read_tls(&mut at).unwrap();
+                }
+                let state = tls.process_new_packets().unwrap();
+                if state.plaintext_bytes_to_read() > 0 {
+                    let mut response = String::new();
+                    let closed = state.peer_has_closed();
+                    let _ = tls.reader().read_to_string(&mut response);
+                    return (response, closed);
+                }
+            }
+        })
+        .await
+        .unwrap();
+        assert!(
+            response.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{response}"
+        );
+        assert!(
+            closed_with_it,
+            "close_notify came in a later read: {response}"
+        );
+    }
+}
+
 /// curl, as a user would run it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn curl_over_http1_and_http2() {

@@ -9,7 +9,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
 
@@ -18,7 +17,7 @@ use crate::h1::chunked::{self, Decoder};
 use crate::h1::encode::{self, BodyOut, LocalOut, Parsed, RequestOut, ResponseOut};
 use crate::h1::head::{self, BadResponse, Field, Framing, HeadError, HeadLimits, RequestHead};
 use crate::hooks::Abuse;
-use crate::io::now_ms;
+use crate::io::{ClientTransport, now_ms};
 use crate::proxy::{self, ConnContext, Failure, InFlight};
 use crate::runtime::Runtime;
 use crate::upstream::ServerConn;
@@ -134,7 +133,7 @@ struct Conn<'a, IO> {
 /// gateway drains.
 pub(crate) async fn serve<IO>(ctx: &ConnContext, io: IO)
 where
-    IO: AsyncRead + AsyncWrite + Unpin,
+    IO: ClientTransport,
 {
     let now = Instant::now();
     let mut c = Conn {
@@ -212,7 +211,7 @@ enum Decision {
 
 impl<IO> Conn<'_, IO>
 where
-    IO: AsyncRead + AsyncWrite + Unpin,
+    IO: ClientTransport,
 {
     fn report(&self, abuse: Abuse, detail: &str) {
         crate::abuse::report(
@@ -625,10 +624,12 @@ where
         }
     }
 
-    /// Writes `wbuf` to the client and flushes; reports a slow reader.
-    async fn send_wbuf(&mut self, window: &mut Window) -> Result<(), WriteFail> {
+    /// Writes `wbuf` to the client and flushes; reports a slow reader. `last`: the
+    /// connection closes after it (TLS close_notify leaves in the same write).
+    async fn send_wbuf(&mut self, window: &mut Window, last: bool) -> Result<(), WriteFail> {
         let out = std::mem::take(&mut self.wbuf);
-        let r = self.write_client(&out, window).await;
+        let taken = if last { self.io.take_last(&out) } else { 0 };
+        let r = self.write_client(&out[taken..], window).await;
         self.wbuf = out;
         self.wbuf.clear();
         match r {
@@ -665,7 +666,7 @@ where
             },
         );
         let mut w = Window::new(LINGER, u64::MAX);
-        let _ = self.send_wbuf(&mut w).await;
+        let _ = self.send_wbuf(&mut w, true).await;
     }
 
     /// Answers with a local response. The connection stays open when the request's
@@ -705,7 +706,7 @@ where
             },
         );
         let mut w = self.write_window();
-        if self.send_wbuf(&mut w).await.is_err() || close {
+        if self.send_wbuf(&mut w, close).await.is_err() || close {
             return Next::Close;
         }
         Next::KeepAlive
@@ -839,7 +840,7 @@ where
                 self.wbuf
                     .extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
                 let mut w = self.write_window();
-                if self.send_wbuf(&mut w).await.is_err() {
+                if self.send_wbuf(&mut w, false).await.is_err() {
                     return (Next::Close, None, Some(addr));
                 }
             }
@@ -934,6 +935,7 @@ where
                 out == BodyOut::Chunked,
                 cfg.timeouts.server_response,
                 &mut w,
+                close,
             )
             .await
         {
@@ -986,7 +988,7 @@ where
             },
         );
         let mut w = self.write_window();
-        if self.send_wbuf(&mut w).await.is_err() || close {
+        if self.send_wbuf(&mut w, close).await.is_err() || close {
             return Next::Close;
         }
         Next::KeepAlive
@@ -1093,6 +1095,7 @@ where
         chunked_out: bool,
         gap: Duration,
         w: &mut Window,
+        last: bool,
     ) -> Result<(), StreamFail> {
         let mut dec = match framing {
             Framing::Chunked => Some(Decoder::new(MAX_TRAILERS)),
@@ -1173,7 +1176,12 @@ where
             }
             if !self.wbuf.is_empty() || done {
                 let out = std::mem::take(&mut self.wbuf);
-                let r = self.write_client(&out, w).await;
+                let taken = if done && last {
+                    self.io.take_last(&out)
+                } else {
+                    0
+                };
+                let r = self.write_client(&out[taken..], w).await;
                 self.wbuf = out;
                 self.wbuf.clear();
                 r.map_err(|e| self.stream_client_fail(e))?;
