@@ -16,11 +16,11 @@ use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
+use crate::h2::RequestBody;
 use bytes::{Buf, Bytes};
 use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 
 use crate::config::{HttpRoute, Redirect, RouteAction};
 use crate::h1::chunked::{self, Decoder};
@@ -424,7 +424,7 @@ fn status_text(status: u16) -> &'static str {
 /// Serves one HTTP/2 request.
 pub async fn serve(
     ctx: Arc<ConnContext>,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let started = Instant::now();
     if let Some(a) = &ctx.activity {
@@ -562,7 +562,7 @@ pub async fn serve(
 const SMALL_BODY: u64 = 16 * 1024;
 
 /// How the request body is sent to the server.
-fn request_framing(req: &Request<Incoming>) -> Result<BodyOut, ()> {
+fn request_framing(req: &Request<RequestBody>) -> Result<BodyOut, ()> {
     let mut lengths = req.headers().get_all(header::CONTENT_LENGTH).iter();
     match lengths.next() {
         Some(v) => {
@@ -586,7 +586,7 @@ async fn forward(
     rt: &Runtime,
     route: &HttpRoute,
     bi: usize,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
 ) -> (Response<ProxyBody>, Option<SocketAddr>) {
     let backend = &rt.backends[bi];
     let bcfg = &rt.config.backends[bi];
@@ -834,7 +834,7 @@ async fn send_body(
     _ctx: &ConnContext,
     rt: &Runtime,
     route: &HttpRoute,
-    body: &mut Incoming,
+    body: &mut RequestBody,
     framing: BodyOut,
     up: &mut ServerConn,
 ) -> Result<(), SendFail> {

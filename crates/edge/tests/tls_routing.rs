@@ -379,5 +379,36 @@ async fn curl_over_http1_and_http2() {
         );
         assert!(text.starts_with("GET /hello\n"), "{text}");
         assert!(text.ends_with(&format!("200 {version}")), "{text}");
+
+        // A request body larger than the stream's flow-control window reaches the
+        // server whole (the window is given back as the body is read).
+        let body = dir.path().join("body.bin");
+        std::fs::write(&body, vec![b'x'; 3 << 20]).unwrap();
+        let out = tokio::time::timeout(
+            Duration::from_secs(20),
+            tokio::process::Command::new("curl")
+                .args(["-sS", "--max-time", "10", flag, "--cacert"])
+                .arg(&ca)
+                .args(["--resolve", &format!("shop.apps.test:{port}:127.0.0.1")])
+                .arg("--data-binary")
+                .arg(format!("@{}", body.display()))
+                .args([
+                    "-w",
+                    "\n%{http_code} %{http_version}",
+                    &format!("https://shop.apps.test:{port}/upload"),
+                ])
+                .output(),
+        )
+        .await
+        .expect("curl timed out")
+        .expect("curl must be installed (scripts/install-deps)");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "curl {flag} POST: {text}");
+        assert!(text.starts_with("POST /upload\n"), "{text}");
+        assert!(
+            text.contains(&format!("body-bytes: {}\n", 3 << 20)),
+            "{text}"
+        );
+        assert!(text.ends_with(&format!("200 {version}")), "{text}");
     }
 }

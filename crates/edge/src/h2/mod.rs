@@ -1,4 +1,4 @@
-//! HTTP/2 client connections: hyper's HTTP/2 server with its streams run inside the
+//! HTTP/2 client connections on the `h2` crate: a connection's streams run inside the
 //! connection's own task (no task per stream; responses that become ready together
 //! leave in one write), behind a frame guard ([`guard`]) that cuts floods (rapid
 //! reset, PING, SETTINGS, PRIORITY, empty DATA, CONTINUATION), and a watch on streams
@@ -11,17 +11,18 @@ use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt};
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use http::{HeaderMap, HeaderValue, Request, Response, header};
+use http_body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::hooks::Abuse;
 use crate::io::{Activity, now_ms};
-use crate::proxy::{self, ConnContext};
+use crate::proxy::{self, ConnContext, ProxyBody};
 use guard::{Boundaries, Flood, GuardLimits, Scanner};
 
 /// How long a client cut by the guard has to take its GOAWAY.
@@ -32,43 +33,165 @@ const LINGER_BYTES: usize = 1 << 20;
 
 type StreamFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 
-/// hyper's executor for HTTP/2 streams: streams are queued here and run by the
-/// connection's task, not spawned.
-#[derive(Clone, Default)]
-pub struct InTask {
-    inbox: Arc<Mutex<Vec<StreamFuture>>>,
+/// A request body as the proxy reads it: the stream's DATA frames (their flow-control
+/// window is given back as they are read), then its trailers.
+#[derive(Debug)]
+pub struct RequestBody {
+    recv: h2::RecvStream,
+    data_done: bool,
 }
 
-impl std::fmt::Debug for InTask {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("InTask").finish_non_exhaustive()
-    }
-}
-
-impl<F> hyper::rt::Executor<F> for InTask
-where
-    F: Future<Output = ()> + Send + 'static,
-{
-    fn execute(&self, fut: F) {
-        self.inbox
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(Box::pin(fut));
-    }
-}
-
-impl InTask {
-    fn take_into(&self, running: &mut FuturesUnordered<StreamFuture>) -> bool {
-        let mut inbox = self
-            .inbox
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let any = !inbox.is_empty();
-        for f in inbox.drain(..) {
-            running.push(f);
+impl RequestBody {
+    fn new(recv: h2::RecvStream) -> Self {
+        Self {
+            recv,
+            data_done: false,
         }
-        any
     }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = h2::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, h2::Error>>> {
+        let this = self.get_mut();
+        if !this.data_done {
+            match ready!(this.recv.poll_data(cx)) {
+                Some(Ok(data)) => {
+                    let _ = this.recv.flow_control().release_capacity(data.len());
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Some(Err(e)) => return Poll::Ready(Some(Err(e))),
+                None => this.data_done = true,
+            }
+        }
+        match ready!(this.recv.poll_trailers(cx)) {
+            Ok(Some(t)) => Poll::Ready(Some(Ok(Frame::trailers(t)))),
+            Ok(None) => Poll::Ready(None),
+            Err(e) => Poll::Ready(Some(Err(e))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.recv.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::default()
+    }
+}
+
+/// Fields that belong to an HTTP/1.1 connection and are not sent over HTTP/2
+/// (RFC 9113 section 8.2.2).
+fn remove_connection_fields(headers: &mut HeaderMap) {
+    for name in [
+        header::CONNECTION,
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+        header::HeaderName::from_static("keep-alive"),
+        header::HeaderName::from_static("proxy-connection"),
+    ] {
+        headers.remove(name);
+    }
+    if headers
+        .get(header::TE)
+        .is_some_and(|v| v.as_bytes() != b"trailers")
+    {
+        headers.remove(header::TE);
+    }
+}
+
+/// One stream: the request through the proxy, then the response and its body, with
+/// the client's flow control. A reset from the client drops the request where it is
+/// (its server connection is closed, not reused).
+async fn stream(
+    ctx: Arc<ConnContext>,
+    req: Request<h2::RecvStream>,
+    mut respond: h2::server::SendResponse<Bytes>,
+) {
+    let serving = proxy::serve(ctx, req.map(RequestBody::new));
+    let mut serving = std::pin::pin!(serving);
+    let response = std::future::poll_fn(|cx| {
+        if let Poll::Ready(Ok(response)) = serving.as_mut().poll(cx) {
+            return Poll::Ready(Some(response));
+        }
+        match respond.poll_reset(cx) {
+            Poll::Ready(_) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await;
+    let Some(response) = response else {
+        return;
+    };
+    let (mut parts, mut body) = response.into_parts();
+    remove_connection_fields(&mut parts.headers);
+    if let Some(n) = body.size_hint().exact()
+        && !parts.headers.contains_key(header::CONTENT_LENGTH)
+    {
+        parts
+            .headers
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+    }
+    let end = body.is_end_stream();
+    let Ok(mut send) = respond.send_response(Response::from_parts(parts, ()), end) else {
+        return;
+    };
+    if end {
+        return;
+    }
+    if let ProxyBody::Local(Some(data)) = &mut body {
+        let _ = send.send_data(std::mem::take(data), true);
+        return;
+    }
+    // Streamed: the next chunk is read from the server only once the client's window
+    // has room, so a client that does not read holds back one chunk, no more.
+    let mut body = std::pin::pin!(body);
+    let _ = std::future::poll_fn(|cx| -> Poll<Result<(), ()>> {
+        loop {
+            send.reserve_capacity(1);
+            if send.capacity() == 0 {
+                loop {
+                    match ready!(send.poll_capacity(cx)) {
+                        Some(Ok(0)) => {}
+                        Some(Ok(_)) => break,
+                        Some(Err(_)) | None => return Poll::Ready(Err(())),
+                    }
+                }
+            } else if send.poll_reset(cx).is_ready() {
+                return Poll::Ready(Err(()));
+            }
+            match ready!(body.as_mut().poll_frame(cx)) {
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => {
+                        let eos = body.is_end_stream();
+                        if send.send_data(data, eos).is_err() || eos {
+                            return Poll::Ready(Ok(()));
+                        }
+                    }
+                    Err(frame) => {
+                        if let Ok(t) = frame.into_trailers() {
+                            let _ = send.send_trailers(t);
+                            return Poll::Ready(Ok(()));
+                        }
+                    }
+                },
+                Some(Err(_)) => {
+                    send.send_reset(h2::Reason::INTERNAL_ERROR);
+                    return Poll::Ready(Err(()));
+                }
+                None => {
+                    let _ = send.send_data(Bytes::new(), true);
+                    return Poll::Ready(Ok(()));
+                }
+            }
+        }
+    })
+    .await;
 }
 
 /// What a connection's streams tell the connection about the client's reading.
@@ -382,21 +505,16 @@ where
         flood: flood.clone(),
         activity: activity.clone(),
     };
-    let exec = InTask::default();
-    let svc_ctx = ctx.clone();
-    let svc = service_fn(move |req| proxy::serve(svc_ctx.clone(), req));
-    let mut builder = hyper::server::conn::http2::Builder::new(exec.clone());
+    let mut builder = h2::server::Builder::new();
     builder
-        .timer(TokioTimer::new())
         .max_concurrent_streams(limits.h2_max_concurrent_streams)
         .max_header_list_size(limits.max_header_bytes as u32)
         .max_pending_accept_reset_streams(limits.h2_max_concurrent_streams as usize)
         .max_local_error_reset_streams(Some(limits.h2_max_resets_per_second as usize * 2))
-        .initial_stream_window_size(1 << 20)
+        .initial_window_size(1 << 20)
         .initial_connection_window_size(2 << 20)
-        .max_send_buf_size(256 * 1024)
-        .auto_date_header(false);
-    let mut conn = Box::pin(builder.serve_connection(TokioIo::new(io), svc));
+        .max_send_buffer_size(256 * 1024);
+    let mut conn = Conn::Handshaking(builder.handshake(io));
     let mut running: FuturesUnordered<StreamFuture> = FuturesUnordered::new();
     let mut shutdown = ctx.shared.shutdown.subscribe();
     let mut drain = std::pin::pin!(shutdown.changed());
@@ -408,19 +526,26 @@ where
     let mut closing: Option<Pin<Box<tokio::time::Sleep>>> = None;
     let mut slow = false;
     let mut cut_deadline: Option<Pin<Box<tokio::time::Sleep>>> = None;
-    let result = std::future::poll_fn(|cx| {
+    let result: Result<(), h2::Error> = std::future::poll_fn(|cx| {
         // Streams and the connection take turns until neither has more to do in this
         // wake-up: frames queued by streams leave with the connection's next flush.
         for _ in 0..4 {
-            if let Poll::Ready(r) = conn.as_mut().poll(cx) {
-                return Poll::Ready(r);
+            // Every stream the client opened, until the connection has nothing more.
+            loop {
+                match conn.poll_accept(cx) {
+                    Poll::Ready(Some(Ok((req, respond)))) => {
+                        running.push(Box::pin(stream(ctx.clone(), req, respond)));
+                    }
+                    Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(e)),
+                    Poll::Ready(None) => return Poll::Ready(Ok(())),
+                    Poll::Pending => break,
+                }
             }
-            exec.take_into(&mut running);
             let mut finished = false;
             while let Poll::Ready(Some(())) = running.poll_next_unpin(cx) {
                 finished = true;
             }
-            if !finished && !exec.take_into(&mut running) {
+            if !finished {
                 break;
             }
         }
@@ -449,10 +574,16 @@ where
                 }
             }
             if close {
-                conn.as_mut().graceful_shutdown();
+                let Conn::Ready(c) = &mut conn else {
+                    // No preface yet: nothing to finish.
+                    return Poll::Ready(Ok(()));
+                };
+                c.graceful_shutdown();
                 closing = Some(Box::pin(tokio::time::sleep(timeouts.drain)));
-                if let Poll::Ready(r) = conn.as_mut().poll(cx) {
-                    return Poll::Ready(r);
+                match conn.poll_accept(cx) {
+                    Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(e)),
+                    Poll::Ready(_) => return Poll::Ready(Ok(())),
+                    Poll::Pending => {}
                 }
             }
         }
@@ -505,15 +636,34 @@ where
 }
 
 /// The HTTP/2 error code of a connection error the gateway raised itself.
-fn h2_reason(e: &hyper::Error) -> Option<h2::Reason> {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(s) = source {
-        if let Some(h) = s.downcast_ref::<h2::Error>() {
-            return (h.is_go_away() && !h.is_remote())
-                .then(|| h.reason())
-                .flatten();
+fn h2_reason(e: &h2::Error) -> Option<h2::Reason> {
+    (e.is_go_away() && !e.is_remote())
+        .then(|| e.reason())
+        .flatten()
+}
+
+/// A stream the client opened: its request, and where its response goes.
+type NewStream = (Request<h2::RecvStream>, h2::server::SendResponse<Bytes>);
+
+/// The HTTP/2 connection: its preface and SETTINGS exchange, then streams.
+enum Conn<IO> {
+    Handshaking(h2::server::Handshake<IO, Bytes>),
+    Ready(h2::server::Connection<IO, Bytes>),
+}
+
+impl<IO: AsyncRead + AsyncWrite + Unpin> Conn<IO> {
+    /// Drives the connection; the next new stream, if one came.
+    fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<NewStream, h2::Error>>> {
+        if let Conn::Handshaking(h) = self {
+            match Pin::new(h).poll(cx) {
+                Poll::Ready(Ok(c)) => *self = Conn::Ready(c),
+                Poll::Ready(Err(e)) => return Poll::Ready(Some(Err(e))),
+                Poll::Pending => return Poll::Pending,
+            }
         }
-        source = s.source();
+        match self {
+            Conn::Ready(c) => c.poll_accept(cx),
+            Conn::Handshaking(_) => Poll::Pending,
+        }
     }
-    None
 }
