@@ -97,25 +97,6 @@ pub trait ClientTransport: AsyncRead + AsyncWrite + Unpin {
 
 impl<T: AsyncRead + AsyncWrite + Unpin> ClientTransport for Prefixed<T> {}
 
-/// Most bytes handed to TLS as the last write: within rustls's send buffer limit
-/// (64 KiB) when nothing else is pending, so that it takes all of them.
-const LAST_WRITE_MAX: usize = 16 * 1024;
-
-impl<IO: AsyncRead + AsyncWrite + Unpin> ClientTransport for tokio_rustls::server::TlsStream<IO> {
-    fn take_last(&mut self, data: &[u8]) -> usize {
-        let conn = self.get_mut().1;
-        if data.len() > LAST_WRITE_MAX || conn.is_handshaking() || conn.wants_write() {
-            return 0;
-        }
-        // Encrypted into the connection's send buffer; nothing is written yet.
-        let taken = io::Write::write(&mut conn.writer(), data).unwrap_or(0);
-        if taken == data.len() {
-            conn.send_close_notify();
-        }
-        taken
-    }
-}
-
 /// Activity of one connection: last traffic and requests in flight.
 #[derive(Debug, Default)]
 pub struct Activity {

@@ -50,6 +50,7 @@ pub mod proxy_protocol;
 pub mod route;
 pub mod runtime;
 pub mod sni;
+pub mod tls_server;
 pub mod upstream;
 
 use std::collections::HashMap;

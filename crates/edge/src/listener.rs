@@ -221,11 +221,13 @@ async fn handle(
         Some(tls) => {
             // The handshake future owns the socket: keep it until the failure is
             // counted, so that the count is there when the client sees the close.
-            let mut handshake =
-                Box::pin(tokio::time::timeout_at(deadline, tls.acceptor.accept(io)));
+            let mut handshake = Box::pin(tokio::time::timeout_at(
+                deadline,
+                crate::tls_server::accept(tls.config.clone(), io),
+            ));
             let tls_stream = match handshake.as_mut().await {
                 Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
+                Ok(Err((e, stream))) => {
                     lm.handshakes_failed.fetch_add(1, Ordering::Relaxed);
                     crate::abuse::report(
                         &shared,
@@ -235,6 +237,7 @@ async fn handle(
                         Abuse::TlsHandshake,
                         &e.to_string(),
                     );
+                    drop(stream);
                     drop(handshake);
                     return;
                 }
@@ -253,7 +256,7 @@ async fn handle(
                 }
             };
             drop(handshake);
-            let (_, conn) = tls_stream.get_ref();
+            let conn = tls_stream.conn();
             match conn.handshake_kind() {
                 Some(rustls::HandshakeKind::Resumed) => {
                     lm.handshakes_resumed.fetch_add(1, Ordering::Relaxed)

@@ -35,8 +35,8 @@ pub struct ListenerRuntime {
 
 /// Live TLS of a listener.
 pub struct TlsRuntime {
-    /// Accepts handshakes.
-    pub acceptor: tokio_rustls::TlsAcceptor,
+    /// The server configuration handshakes use.
+    pub config: Arc<rustls::ServerConfig>,
     /// The certificate set.
     pub resolver: Arc<SniResolver>,
     /// Ticket keys (kept across reloads).
@@ -244,7 +244,7 @@ pub async fn build(
                 };
                 match rampart_tls::server_config(resolver.clone(), &settings) {
                     Ok(sc) => Some(TlsRuntime {
-                        acceptor: tokio_rustls::TlsAcceptor::from(sc),
+                        config: sc,
                         resolver,
                         ticketer,
                         rotation: t.ticket_key_rotation,

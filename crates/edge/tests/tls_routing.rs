@@ -281,7 +281,8 @@ async fn resumption_with_tickets() {
 }
 
 /// A response after which the connection closes leaves with the TLS close_notify in
-/// one write: the read that brings the response also brings the clean closure.
+/// one write: the read that brings the response also brings the clean closure. The
+/// TLS 1.3 session ticket leaves with the response too, not on its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn last_response_and_close_notify_leave_together() {
     let dir = tempdir();
@@ -303,6 +304,15 @@ async fn last_response_and_close_notify_leave_together() {
             while tls.is_handshaking() {
                 tls.complete_io(&mut tcp).unwrap();
             }
+            // The session ticket waits for the response: nothing comes before it.
+            tcp.set_nonblocking(true).unwrap();
+            std::thread::sleep(Duration::from_millis(100));
+            let early = tcp.read(&mut [0u8; 1024]);
+            assert!(
+                matches!(&early, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+                "bytes before the request: {early:?}"
+            );
+            tcp.set_nonblocking(false).unwrap();
             write!(
                 tls.writer(),
                 "GET {path} HTTP/1.1\r\nHost: api.example.test\r\nConnection: close\r\n\r\n"
