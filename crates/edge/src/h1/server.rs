@@ -543,10 +543,7 @@ where
             if drain.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(Some(Ok(0)));
             }
-            if timer.deadline() != deadline {
-                timer.as_mut().reset(deadline);
-            }
-            match timer.as_mut().poll(cx) {
+            match poll_deadline(timer, deadline, cx) {
                 Poll::Ready(()) => Poll::Ready(None),
                 Poll::Pending => Poll::Pending,
             }
@@ -571,10 +568,7 @@ where
                 Poll::Ready(r) => return Poll::Ready(Some(r)),
                 Poll::Pending => {}
             }
-            if timer.deadline() != deadline {
-                timer.as_mut().reset(deadline);
-            }
-            match timer.as_mut().poll(cx) {
+            match poll_deadline(timer, deadline, cx) {
                 Poll::Ready(()) => Poll::Ready(None),
                 Poll::Pending => Poll::Pending,
             }
@@ -1386,6 +1380,29 @@ enum StreamFail {
     Server,
 }
 
+/// How far before a deadline the connection's timer may stay armed: deadlines that move
+/// forward by less leave the timer alone (one timer-wheel update per request costs
+/// more than an early wake-up, which re-arms it, now and then).
+const TIMER_SLACK: Duration = Duration::from_secs(1);
+
+/// Polls the connection's timer for `deadline`: `Ready` once `deadline` has passed.
+/// The timer is moved only when it would fire after `deadline` or more than
+/// [`TIMER_SLACK`] before it.
+fn poll_deadline(timer: &mut Pin<Box<Sleep>>, deadline: Instant, cx: &mut Context<'_>) -> Poll<()> {
+    let armed = timer.deadline();
+    if armed > deadline || deadline - armed > TIMER_SLACK {
+        timer.as_mut().reset(deadline);
+    }
+    loop {
+        std::task::ready!(timer.as_mut().poll(cx));
+        // The timer's precision is a millisecond.
+        if Instant::now() + Duration::from_millis(1) >= deadline {
+            return Poll::Ready(());
+        }
+        timer.as_mut().reset(deadline);
+    }
+}
+
 /// Reads from a server into its buffer until `deadline` (`None` when it passes).
 async fn read_server(
     up: &mut ServerConn,
@@ -1397,10 +1414,7 @@ async fn read_server(
             Poll::Ready(r) => return Poll::Ready(Some(r)),
             Poll::Pending => {}
         }
-        if timer.deadline() != deadline {
-            timer.as_mut().reset(deadline);
-        }
-        match timer.as_mut().poll(cx) {
+        match poll_deadline(timer, deadline, cx) {
             Poll::Ready(()) => Poll::Ready(None),
             Poll::Pending => Poll::Pending,
         }
@@ -1439,10 +1453,7 @@ async fn write_server(
                 Poll::Ready(Ok(_)) => continue,
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending => {
-                    if timer.deadline() != deadline {
-                        timer.as_mut().reset(deadline);
-                    }
-                    if timer.as_mut().poll(cx).is_ready() {
+                    if poll_deadline(timer, deadline, cx).is_ready() {
                         return Poll::Ready(Err(std::io::ErrorKind::TimedOut.into()));
                     }
                     return Poll::Pending;
@@ -1451,4 +1462,38 @@ async fn write_server(
         }
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn poll_once(timer: &mut Pin<Box<Sleep>>, deadline: Instant) -> Poll<()> {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        poll_deadline(timer, deadline, &mut cx)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_deadline_fires_at_its_time_however_lazily_the_timer_follows_it() {
+        let start = Instant::now();
+        let mut timer = Box::pin(tokio::time::sleep_until(start + Duration::from_secs(3600)));
+        // Earlier than the armed timer: re-armed at once.
+        let first = start + Duration::from_secs(10);
+        assert!(poll_once(&mut timer, first).is_pending());
+        assert_eq!(timer.deadline(), first);
+        // A little later: the timer stays where it is.
+        let later = first + Duration::from_millis(500);
+        assert!(poll_once(&mut timer, later).is_pending());
+        assert_eq!(timer.deadline(), first);
+        // The timer fires before `later`: not expired, re-armed for `later`.
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert!(poll_once(&mut timer, later).is_pending());
+        assert_eq!(timer.deadline(), later);
+        tokio::time::advance(Duration::from_millis(500)).await;
+        assert!(poll_once(&mut timer, later).is_ready());
+        // Much later than the armed timer: moved.
+        let far = Instant::now() + Duration::from_secs(60);
+        assert!(poll_once(&mut timer, far).is_pending());
+        assert_eq!(timer.deadline(), far);
+    }
 }
