@@ -3,8 +3,9 @@
 //! What it does:
 //! - listens on TCP addresses in `http` or `tcp` mode ([`config::Mode`]);
 //! - terminates TLS (rustls with aws-lc-rs, several certificates chosen by SNI, ALPN
-//!   `h2`/`http/1.1`, TLS 1.2 minimum or 1.3 only, rotating session-ticket keys) and
-//!   serves HTTP/1.1 and HTTP/2 with hyper;
+//!   `h2`/`http/1.1`, TLS 1.2 minimum or 1.3 only, rotating session-ticket keys; the
+//!   session driven by [`tls_server`]) and serves HTTP/1.1 with its own engine
+//!   ([`h1`]) and HTTP/2 with the `h2` crate ([`h2`]);
 //! - routes HTTP requests by host (exact, wildcard), path prefix, method and headers to
 //!   backends, or redirects them; rewrites `X-Forwarded-*`/`Forwarded`; edits headers;
 //! - passes TLS through untouched by SNI (read from the ClientHello) or by port;

@@ -173,9 +173,12 @@ pub fn canonical_path(path: &str) -> std::borrow::Cow<'_, str> {
         let c = b[i];
         if c == b'%'
             && i + 2 < b.len()
-            && let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2]))
+            && let (Some(h), Some(l)) = (
+                char::from(b[i + 1]).to_digit(16),
+                char::from(b[i + 2]).to_digit(16),
+            )
+            && let Ok(d) = u8::try_from(h << 4 | l)
         {
-            let d = h << 4 | l;
             if d.is_ascii_alphanumeric() || matches!(d, b'-' | b'.' | b'_' | b'~') {
                 out.push(char::from(d));
             } else {
@@ -196,15 +199,6 @@ pub fn canonical_path(path: &str) -> std::borrow::Cow<'_, str> {
         std::borrow::Cow::Borrowed(path)
     } else {
         std::borrow::Cow::Owned(out)
-    }
-}
-
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
     }
 }
 

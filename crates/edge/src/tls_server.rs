@@ -132,13 +132,27 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> TlsServer<IO> {
         Poll::Ready(Ok(()))
     }
 
-    /// After plaintext went into the session: writes out what it can. `Ready(Ok(true))`
-    /// when all was written, `Ready(Ok(false))` when the transport is full.
-    fn poll_send(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
-        match self.poll_flush_tls(cx) {
-            Poll::Ready(Ok(())) => Poll::Ready(Ok(true)),
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => Poll::Ready(Ok(false)),
+    /// Puts plaintext into the session with `put`, then writes out what the transport
+    /// takes: the bytes put, or `Pending` when neither the session's buffer nor the
+    /// transport has room.
+    fn poll_put(
+        &mut self,
+        cx: &mut Context<'_>,
+        put: impl Fn(&mut ServerConnection) -> io::Result<usize>,
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            let n = put(&mut self.conn)?;
+            let flushed = match self.poll_flush_tls(cx) {
+                Poll::Ready(Ok(())) => true,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => false,
+            };
+            if n > 0 {
+                return Poll::Ready(Ok(n));
+            }
+            if !flushed {
+                return Poll::Pending;
+            }
         }
     }
 }
@@ -183,26 +197,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TlsServer<IO> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        if buf.is_empty() {
-            return Poll::Ready(Ok(0));
-        }
-        loop {
-            let n = this.conn.writer().write(buf)?;
-            match this.poll_send(cx) {
-                Poll::Ready(Ok(all)) if n > 0 || !all => {
-                    return if n > 0 {
-                        Poll::Ready(Ok(n))
-                    } else {
-                        // The session's buffer is full and the transport too.
-                        Poll::Pending
-                    };
-                }
-                Poll::Ready(Ok(_)) => {}
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Pending => return Poll::Pending,
-            }
-        }
+        self.poll_write_vectored(cx, &[IoSlice::new(buf)])
     }
 
     fn poll_write_vectored(
@@ -210,25 +205,11 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TlsServer<IO> {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
         if bufs.iter().all(|b| b.is_empty()) {
             return Poll::Ready(Ok(0));
         }
-        loop {
-            let n = this.conn.writer().write_vectored(bufs)?;
-            match this.poll_send(cx) {
-                Poll::Ready(Ok(all)) if n > 0 || !all => {
-                    return if n > 0 {
-                        Poll::Ready(Ok(n))
-                    } else {
-                        Poll::Pending
-                    };
-                }
-                Poll::Ready(Ok(_)) => {}
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Pending => return Poll::Pending,
-            }
-        }
+        self.get_mut()
+            .poll_put(cx, |conn| conn.writer().write_vectored(bufs))
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -364,56 +364,17 @@ async fn curl_over_http1_and_http2() {
     let port = addr(&gw, "https").port();
     let ca = dir.path().join("ca.pem");
     std::fs::write(&ca, format!("{}{}", a.pem, w.pem)).unwrap();
+    let body = dir.path().join("body.bin");
+    std::fs::write(&body, vec![b'x'; 3 << 20]).unwrap();
+    let upload = format!("@{}", body.display());
     for (flag, version) in [("--http1.1", "1.1"), ("--http2", "2")] {
-        let out = tokio::time::timeout(
-            Duration::from_secs(20),
-            tokio::process::Command::new("curl")
-                .args(["-sS", "--max-time", "10", flag, "--cacert"])
-                .arg(&ca)
-                .args(["--resolve", &format!("shop.apps.test:{port}:127.0.0.1")])
-                .args([
-                    "-w",
-                    "\n%{http_code} %{http_version}",
-                    &format!("https://shop.apps.test:{port}/hello"),
-                ])
-                .output(),
-        )
-        .await
-        .expect("curl timed out")
-        .expect("curl must be installed (scripts/install-deps)");
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "curl {flag}: {text} {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let text = curl(flag, &ca, port, "/hello", &[]).await;
         assert!(text.starts_with("GET /hello\n"), "{text}");
         assert!(text.ends_with(&format!("200 {version}")), "{text}");
 
         // A request body larger than the stream's flow-control window reaches the
         // server whole (the window is given back as the body is read).
-        let body = dir.path().join("body.bin");
-        std::fs::write(&body, vec![b'x'; 3 << 20]).unwrap();
-        let out = tokio::time::timeout(
-            Duration::from_secs(20),
-            tokio::process::Command::new("curl")
-                .args(["-sS", "--max-time", "10", flag, "--cacert"])
-                .arg(&ca)
-                .args(["--resolve", &format!("shop.apps.test:{port}:127.0.0.1")])
-                .arg("--data-binary")
-                .arg(format!("@{}", body.display()))
-                .args([
-                    "-w",
-                    "\n%{http_code} %{http_version}",
-                    &format!("https://shop.apps.test:{port}/upload"),
-                ])
-                .output(),
-        )
-        .await
-        .expect("curl timed out")
-        .expect("curl must be installed (scripts/install-deps)");
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "curl {flag} POST: {text}");
+        let text = curl(flag, &ca, port, "/upload", &["--data-binary", &upload]).await;
         assert!(text.starts_with("POST /upload\n"), "{text}");
         assert!(
             text.contains(&format!("body-bytes: {}\n", 3 << 20)),
@@ -421,4 +382,34 @@ async fn curl_over_http1_and_http2() {
         );
         assert!(text.ends_with(&format!("200 {version}")), "{text}");
     }
+}
+
+/// curl `flag` (the HTTP version) against shop.apps.test on the edge's `port`, with
+/// `extra` arguments; what it printed, ending with its status and HTTP version. Fails
+/// the test if curl fails.
+async fn curl(flag: &str, ca: &std::path::Path, port: u16, path: &str, extra: &[&str]) -> String {
+    let out = tokio::time::timeout(
+        Duration::from_secs(20),
+        tokio::process::Command::new("curl")
+            .args(["-sS", "--max-time", "10", flag, "--cacert"])
+            .arg(ca)
+            .args(["--resolve", &format!("shop.apps.test:{port}:127.0.0.1")])
+            .args(extra)
+            .args([
+                "-w",
+                "\n%{http_code} %{http_version}",
+                &format!("https://shop.apps.test:{port}{path}"),
+            ])
+            .output(),
+    )
+    .await
+    .expect("curl timed out")
+    .expect("curl must be installed (scripts/install-deps)");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "curl {flag} {path}: {text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
 }
