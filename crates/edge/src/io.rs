@@ -15,8 +15,15 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// Milliseconds since the first call, on a monotonic clock.
 pub fn now_ms() -> u64 {
+    ms_at(Instant::now())
+}
+
+/// `at` on the clock of [`now_ms`] (0 for instants before its start): callers that
+/// have just read the time need not read it again.
+pub fn ms_at(at: Instant) -> u64 {
     static START: OnceLock<Instant> = OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_millis() as u64
+    at.saturating_duration_since(*START.get_or_init(Instant::now))
+        .as_millis() as u64
 }
 
 /// A stream that first yields `prefix`, then reads from `inner`.

@@ -202,6 +202,7 @@ pub async fn connection(
     rt: &Runtime,
     bi: usize,
     si: usize,
+    now_ms: u64,
 ) -> Option<(ServerConn, bool)> {
     let backend = &rt.backends[bi];
     let bcfg = &rt.config.backends[bi];
@@ -215,7 +216,7 @@ pub async fn connection(
         ));
         return open.await.ok().map(|u| (u, false));
     }
-    if let Some(up) = backend.pools[si].checkout(now_ms()) {
+    if let Some(up) = backend.pools[si].checkout(now_ms) {
         return Some((up, true));
     }
     // Opening is the cold path: boxed, so that the futures of requests on pooled
@@ -239,7 +240,9 @@ pub async fn connection(
 /// Tells the balancer how server `si` of backend `bi` did.
 pub fn report_server(rt: &Runtime, bi: usize, si: usize, ok: bool) {
     let backend = &rt.backends[bi];
-    if backend.balancer.report(si, ok, now_ms()) {
+    // The time matters only for an ejection.
+    let now = if ok { 0 } else { now_ms() };
+    if backend.balancer.report(si, ok, now) {
         tracing::warn!(backend = %rt.config.backends[bi].name, server = %backend.addrs[si], "server ejected after consecutive failures");
     }
 }
@@ -637,15 +640,16 @@ async fn forward(
     let mut stale_retries = 2;
     let mut chosen = None;
     while ntried < attempts {
+        let now = now_ms();
         let Some(si) = backend.balancer.pick(
-            now_ms(),
+            now,
             Some(ctx.peer.ip()),
             rand::random::<u64>(),
             &tried[..ntried],
         ) else {
             break;
         };
-        let Some((mut up, poolable)) = connection(ctx, rt, bi, si).await else {
+        let Some((mut up, poolable)) = connection(ctx, rt, bi, si, now).await else {
             tried[ntried] = si;
             ntried += 1;
             failure = Some(Failure::Unreachable);

@@ -175,6 +175,9 @@ fn spare_buffer() -> BytesMut {
 /// Keeps an empty read buffer of the usual size for reuse on this thread.
 fn keep_spare(mut buf: BytesMut) {
     buf.clear();
+    // Consumed bytes still count against the capacity: reserving on the empty,
+    // unshared buffer takes its whole allocation back without allocating.
+    buf.reserve(READ_CHUNK);
     if !(READ_CHUNK..=2 * READ_CHUNK).contains(&buf.capacity()) {
         return;
     }
@@ -398,4 +401,27 @@ pub fn upstream_tls(
         connector: tokio_rustls::TlsConnector::from(config),
         server_name,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Buf;
+
+    #[test]
+    fn a_read_buffer_is_kept_whole_after_its_bytes_were_consumed() {
+        std::thread::spawn(|| {
+            let mut buf = BytesMut::with_capacity(READ_CHUNK);
+            buf.extend_from_slice(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+            let start = buf.as_ptr();
+            buf.advance(buf.len());
+            keep_spare(buf);
+            let again = spare_buffer();
+            assert_eq!(again.as_ptr(), start);
+            assert!(again.is_empty() && again.capacity() >= READ_CHUNK);
+            assert_eq!(spare_buffer().capacity(), 0);
+        })
+        .join()
+        .unwrap();
+    }
 }

@@ -66,9 +66,16 @@ fn edited(edits: &HeaderEdits, name: &[u8]) -> bool {
 }
 
 fn field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    field_parts(out, name, &[value]);
+}
+
+/// A field whose value is the concatenation of `parts`.
+fn field_parts(out: &mut Vec<u8>, name: &[u8], parts: &[&[u8]]) {
     out.extend_from_slice(name);
     out.extend_from_slice(b": ");
-    out.extend_from_slice(value);
+    for p in parts {
+        out.extend_from_slice(p);
+    }
     out.extend_from_slice(b"\r\n");
 }
 
@@ -173,8 +180,7 @@ pub fn request_head(out: &mut Vec<u8>, req: &RequestOut<'_>, fields: &dyn Fields
     });
     let skip = |name: &[u8]| any_edits && edited(edits, name);
     if !skip(b"x-forwarded-for") {
-        xff.extend_from_slice(req.peer.xff_bytes());
-        field(out, b"x-forwarded-for", &xff);
+        field_parts(out, b"x-forwarded-for", &[&xff, req.peer.xff_bytes()]);
     }
     let keep_client_proto = req.trusted && has_xfp;
     if !keep_client_proto && !skip(b"x-forwarded-proto") {
@@ -187,16 +193,20 @@ pub fn request_head(out: &mut Vec<u8>, req: &RequestOut<'_>, fields: &dyn Fields
         field(out, b"x-forwarded-host", h);
     }
     if !skip(b"forwarded") {
-        fwd.extend_from_slice(req.peer.node_bytes());
-        if let Some(h) = req.host
-            && h.iter()
-                .all(|b| b.is_ascii_graphic() && *b != b'"' && *b != b'\\')
-        {
-            fwd.extend_from_slice(b";host=\"");
-            fwd.extend_from_slice(h);
-            fwd.push(b'"');
-        }
-        field(out, b"forwarded", &fwd);
+        let host: [&[u8]; 3] = match req.host {
+            Some(h)
+                if h.iter()
+                    .all(|b| b.is_ascii_graphic() && *b != b'"' && *b != b'\\') =>
+            {
+                [b";host=\"", h, b"\""]
+            }
+            _ => [b"", b"", b""],
+        };
+        field_parts(
+            out,
+            b"forwarded",
+            &[&fwd, req.peer.node_bytes(), host[0], host[1], host[2]],
+        );
     }
     edits_out(out, edits);
     match req.body {

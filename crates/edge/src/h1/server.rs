@@ -17,7 +17,7 @@ use crate::h1::chunked::{self, Decoder};
 use crate::h1::encode::{self, BodyOut, LocalOut, Parsed, RequestOut, ResponseOut};
 use crate::h1::head::{self, BadResponse, Field, Framing, HeadError, HeadLimits, RequestHead};
 use crate::hooks::Abuse;
-use crate::io::{ClientTransport, now_ms};
+use crate::io::{ClientTransport, ms_at};
 use crate::proxy::{self, ConnContext, Failure, InFlight};
 use crate::runtime::Runtime;
 use crate::upstream::ServerConn;
@@ -34,6 +34,61 @@ const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 const MAX_TRAILERS: usize = 16 * 1024;
 /// Time given to the last write before a close.
 const LINGER: Duration = Duration::from_secs(1);
+
+/// Buffers of idle connections kept per worker thread for the next request that
+/// arrives, at most this many of each kind: an idle connection holds none, and a
+/// busy worker does not allocate and free them on every request.
+const SPARE_BUFFERS: usize = 32;
+
+/// Spare buffers of this thread's idle connections (see [`SPARE_BUFFERS`]).
+#[derive(Default)]
+struct Spares {
+    rbuf: Vec<BytesMut>,
+    wbuf: Vec<Vec<u8>>,
+    fields: Vec<Vec<Field>>,
+}
+
+thread_local! {
+    static SPARES: std::cell::RefCell<Spares> = std::cell::RefCell::default();
+}
+
+/// Keeps an idle connection's buffers, emptied, for reuse on this thread; buffers
+/// grown beyond the usual sizes (large heads or bodies) are freed.
+fn keep_spares(mut rbuf: BytesMut, mut wbuf: Vec<u8>, mut fields: Vec<Field>) {
+    rbuf.clear();
+    // Consumed bytes count against a BytesMut's capacity until it is reserved again.
+    if rbuf.capacity() > 0 {
+        rbuf.reserve(HEAD_CHUNK);
+    }
+    wbuf.clear();
+    fields.clear();
+    SPARES.with(|s| {
+        let mut s = s.borrow_mut();
+        if (HEAD_CHUNK..=2 * HEAD_CHUNK).contains(&rbuf.capacity()) && s.rbuf.len() < SPARE_BUFFERS
+        {
+            s.rbuf.push(rbuf);
+        }
+        if (1..=INLINE_BODY + 1024).contains(&wbuf.capacity()) && s.wbuf.len() < SPARE_BUFFERS {
+            s.wbuf.push(wbuf);
+        }
+        if (1..=128).contains(&fields.capacity()) && s.fields.len() < SPARE_BUFFERS {
+            s.fields.push(fields);
+        }
+    });
+}
+
+/// Buffers for a connection whose next request started: this thread's spares, or
+/// empty ones.
+fn take_spares() -> (BytesMut, Vec<u8>, Vec<Field>) {
+    SPARES.with(|s| {
+        let mut s = s.borrow_mut();
+        (
+            s.rbuf.pop().unwrap_or_default(),
+            s.wbuf.pop().unwrap_or_default(),
+            s.fields.pop().unwrap_or_default(),
+        )
+    })
+}
 
 /// What happens after a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,6 +182,9 @@ struct Conn<'a, IO> {
     fields: Vec<Field>,
     timer: Pin<Box<Sleep>>,
     born: Instant,
+    /// When the last response was sent, if the clock was read then: the idle wait
+    /// for the next request starts from it.
+    idle_since: Option<Instant>,
 }
 
 /// Serves HTTP/1.x requests on `io` until the client leaves, a limit cuts it, or the
@@ -144,6 +202,7 @@ where
         fields: Vec::new(),
         timer: Box::pin(tokio::time::sleep_until(now + Duration::from_secs(3600))),
         born: now,
+        idle_since: None,
     };
     let mut shutdown = ctx.shared.shutdown.subscribe();
     let mut first = true;
@@ -156,6 +215,11 @@ where
             break;
         }
     }
+    keep_spares(
+        std::mem::take(&mut c.rbuf),
+        std::mem::take(&mut c.wbuf),
+        std::mem::take(&mut c.fields),
+    );
     c.close().await;
 }
 
@@ -298,7 +362,7 @@ where
                 next
             }
             Decision::Forward { ri, bi } => {
-                let (next, status, upstream) = self.forward(rt, li, ri, bi, &head).await;
+                let (next, status, upstream) = self.forward(rt, li, ri, bi, &head, started).await;
                 if let Some(status) = status {
                     self.log(rt, li, ri, status, upstream, started);
                 }
@@ -307,8 +371,10 @@ where
         }
     }
 
+    /// Counts a response and logs it (when access logs are on); the request is done,
+    /// and the connection idle from now.
     fn log(
-        &self,
+        &mut self,
         rt: &Runtime,
         li: usize,
         ri: usize,
@@ -316,7 +382,9 @@ where
         upstream: Option<SocketAddr>,
         started: Instant,
     ) {
-        let elapsed = started.elapsed();
+        let now = Instant::now();
+        self.idle_since = Some(now);
+        let elapsed = now - started;
         rt.listeners[li].route_metrics[ri].record(status, elapsed);
         let lcfg = &rt.config.listeners[li];
         if let Some(filter) = &self.ctx.shared.hooks.request
@@ -472,13 +540,15 @@ where
                 return Err(HeadWait::Closed);
             }
             // Idle: no buffer is held while waiting.
-            self.rbuf = BytesMut::new();
-            self.wbuf = Vec::new();
-            self.fields = Vec::new();
+            keep_spares(
+                std::mem::take(&mut self.rbuf),
+                std::mem::take(&mut self.wbuf),
+                std::mem::take(&mut self.fields),
+            );
             let wait_until = if first {
                 self.born + t.client_header
             } else {
-                Instant::now() + t.idle
+                self.idle_since.take().unwrap_or_else(Instant::now) + t.idle
             };
             match self.read_first(wait_until, shutdown).await {
                 Some(Ok(n)) if n > 0 => {}
@@ -520,7 +590,12 @@ where
         shutdown: &mut watch::Receiver<bool>,
     ) -> Option<std::io::Result<usize>> {
         let Conn {
-            io, rbuf, timer, ..
+            io,
+            rbuf,
+            wbuf,
+            fields,
+            timer,
+            ..
         } = self;
         let mut drain = std::pin::pin!(shutdown.changed());
         std::future::poll_fn(|cx| {
@@ -532,6 +607,9 @@ where
                 Poll::Ready(Ok(())) => {
                     let n = rb.filled().len();
                     if n > 0 {
+                        if rbuf.capacity() == 0 {
+                            (*rbuf, *wbuf, *fields) = take_spares();
+                        }
                         rbuf.reserve(HEAD_CHUNK.max(n));
                         rbuf.extend_from_slice(rb.filled());
                     }
@@ -725,8 +803,12 @@ where
         ri: usize,
         bi: usize,
         head: &RequestHead,
+        started: Instant,
     ) -> (Next, Option<u16>, Option<SocketAddr>) {
         let ctx = self.ctx;
+        // The clock as read when the head was complete, for the balancer and the
+        // pool (which count in milliseconds).
+        let now_ms = ms_at(started.into_std());
         let route: &HttpRoute = &rt.config.listeners[li].http_routes[ri];
         let backend = &rt.backends[bi];
         let bcfg = &rt.config.backends[bi];
@@ -777,14 +859,14 @@ where
         let mut chosen = None;
         while ntried < attempts {
             let Some(si) = backend.balancer.pick(
-                now_ms(),
+                now_ms,
                 Some(ctx.peer.ip()),
                 rand::random::<u64>(),
                 &tried[..ntried],
             ) else {
                 break;
             };
-            let Some((mut up, poolable)) = proxy::connection(ctx, rt, bi, si).await else {
+            let Some((mut up, poolable)) = proxy::connection(ctx, rt, bi, si, now_ms).await else {
                 tried[ntried] = si;
                 ntried += 1;
                 failure = Some(Failure::Unreachable);
@@ -941,7 +1023,9 @@ where
             }
         };
         if complete && !resp.close && body.done() && !early && poolable {
-            backend.pools[si].checkin(up, now_ms());
+            // Idle since the request started, on the safe side: the connection is
+            // retired a little early rather than used after the server's timeout.
+            backend.pools[si].checkin(up, now_ms);
         }
         (
             if close { Next::Close } else { Next::KeepAlive },
@@ -1495,5 +1579,49 @@ mod tests {
         let far = Instant::now() + Duration::from_secs(60);
         assert!(poll_once(&mut timer, far).is_pending());
         assert_eq!(timer.deadline(), far);
+    }
+
+    #[test]
+    fn an_idle_connections_buffers_serve_the_next_request_on_the_thread() {
+        std::thread::spawn(|| {
+            let mut rbuf = BytesMut::with_capacity(HEAD_CHUNK);
+            rbuf.extend_from_slice(b"GET / HTTP/1.1\r\n\r\n");
+            rbuf.advance(rbuf.len());
+            let (r, w, f) = (
+                rbuf.as_ptr(),
+                Vec::<u8>::with_capacity(1024),
+                Vec::<Field>::with_capacity(16),
+            );
+            let (wp, fp) = (w.as_ptr(), f.as_ptr());
+            keep_spares(rbuf, w, f);
+            let (rbuf, w, f) = take_spares();
+            // The same allocations, emptied, the read buffer whole again.
+            assert!(rbuf.is_empty() && w.is_empty() && f.is_empty());
+            assert_eq!(rbuf.as_ptr(), r.wrapping_sub(18));
+            assert!(rbuf.capacity() >= HEAD_CHUNK);
+            assert_eq!((w.as_ptr(), f.as_ptr()), (wp, fp));
+            // None left: the next connection gets empty buffers.
+            let (rbuf, w, f) = take_spares();
+            assert_eq!((rbuf.capacity(), w.capacity(), f.capacity()), (0, 0, 0));
+            // Buffers grown by large heads or bodies are freed, not kept.
+            keep_spares(
+                BytesMut::with_capacity(BODY_CHUNK),
+                Vec::with_capacity(4 * INLINE_BODY),
+                Vec::with_capacity(1024),
+            );
+            let (rbuf, w, f) = take_spares();
+            assert_eq!((rbuf.capacity(), w.capacity(), f.capacity()), (0, 0, 0));
+            // At most SPARE_BUFFERS of each are kept.
+            for _ in 0..SPARE_BUFFERS + 5 {
+                keep_spares(
+                    BytesMut::with_capacity(HEAD_CHUNK),
+                    Vec::with_capacity(64),
+                    Vec::with_capacity(4),
+                );
+            }
+            SPARES.with(|s| assert_eq!(s.borrow().rbuf.len(), SPARE_BUFFERS));
+        })
+        .join()
+        .unwrap();
     }
 }
