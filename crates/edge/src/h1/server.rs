@@ -30,6 +30,12 @@ const BODY_CHUNK: usize = 16 * 1024;
 const INLINE_BODY: usize = 16 * 1024;
 /// The longest response head accepted from a server.
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+/// Response bytes a connection streams before it lets the other connections of its
+/// worker run: while a server answers fast and the client's socket buffer has room
+/// (the kernel grows it to megabytes, even for a client that reads nothing), a big
+/// response would otherwise be encrypted and copied a megabyte at a time (tokio's
+/// budget) while every other request on the worker waits.
+const FAIR_SLICE: usize = 64 * 1024;
 /// Trailer bytes accepted in a chunked body (then dropped).
 const MAX_TRAILERS: usize = 16 * 1024;
 /// Time given to the last write before a close.
@@ -1186,6 +1192,7 @@ where
         let until_close = framing == Framing::UntilClose;
         let mut done = matches!(framing, Framing::Empty | Framing::Length(0));
         let mut eof = false;
+        let mut slice = 0;
         loop {
             // Move what the server sent into the output, by framing.
             if !done {
@@ -1274,10 +1281,14 @@ where
                 // The server closed before the body's end.
                 return Err(StreamFail::Server);
             }
+            if slice >= FAIR_SLICE {
+                slice = 0;
+                tokio::task::yield_now().await;
+            }
             let deadline = Instant::now() + gap;
             match read_server(up, &mut self.timer, deadline).await {
                 Some(Ok(0)) => eof = true,
-                Some(Ok(_)) => {}
+                Some(Ok(n)) => slice += n,
                 Some(Err(_)) | None => return Err(StreamFail::Server),
             }
         }
