@@ -540,6 +540,9 @@ where
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<RequestHead, HeadWait> {
         let t = &rt.config.timeouts;
+        // Taken for this wait only: a pipelined request skips the idle wait, and the
+        // time must not serve a later one.
+        let idle_since = self.idle_since.take();
         let deadline;
         if self.rbuf.is_empty() {
             if *shutdown.borrow() {
@@ -554,7 +557,7 @@ where
             let wait_until = if first {
                 self.born + t.client_header
             } else {
-                self.idle_since.take().unwrap_or_else(Instant::now) + t.idle
+                idle_since.unwrap_or_else(Instant::now) + t.idle
             };
             match self.read_first(wait_until, shutdown).await {
                 Some(Ok(n)) if n > 0 => {}
