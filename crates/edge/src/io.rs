@@ -13,6 +13,29 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+/// Emptied buffers kept per worker thread for reuse, at most this many of a kind: an
+/// idle connection holds none, and a busy worker does not allocate and free them on
+/// every request.
+pub const SPARE_BUFFERS: usize = 32;
+
+/// A thread's stack of spare buffers of one kind (see [`SPARE_BUFFERS`]).
+pub type Spares<T> = std::thread::LocalKey<std::cell::RefCell<Vec<T>>>;
+
+/// Keeps `item` (emptied by the caller) in this thread's `spares` while they have room.
+pub fn keep_spare<T>(spares: &'static Spares<T>, item: T) {
+    spares.with(|s| {
+        let mut s = s.borrow_mut();
+        if s.len() < SPARE_BUFFERS {
+            s.push(item);
+        }
+    });
+}
+
+/// One of this thread's `spares`, or an empty one.
+pub fn take_spare<T: Default>(spares: &'static Spares<T>) -> T {
+    spares.with(|s| s.borrow_mut().pop()).unwrap_or_default()
+}
+
 /// Milliseconds since the first call, on a monotonic clock.
 pub fn now_ms() -> u64 {
     ms_at(Instant::now())

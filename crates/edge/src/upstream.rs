@@ -159,17 +159,14 @@ pub struct ServerConn {
 /// Read size for server connections.
 pub const READ_CHUNK: usize = 16 * 1024;
 
-/// Read buffers of idle server connections kept per thread for the next exchange, at
-/// most (idle connections hold none; this bounds what a worker keeps for them).
-const SPARE_BUFFERS: usize = 32;
-
 thread_local! {
+    /// Read buffers of idle server connections (which hold none), for the next exchange.
     static SPARE: std::cell::RefCell<Vec<BytesMut>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// A read buffer from this thread's spares, or an empty one.
 fn spare_buffer() -> BytesMut {
-    SPARE.with(|s| s.borrow_mut().pop()).unwrap_or_default()
+    crate::io::take_spare(&SPARE)
 }
 
 /// Keeps an empty read buffer of the usual size for reuse on this thread.
@@ -178,15 +175,9 @@ fn keep_spare(mut buf: BytesMut) {
     // Consumed bytes still count against the capacity: reserving on the empty,
     // unshared buffer takes its whole allocation back without allocating.
     buf.reserve(READ_CHUNK);
-    if !(READ_CHUNK..=2 * READ_CHUNK).contains(&buf.capacity()) {
-        return;
+    if (READ_CHUNK..=2 * READ_CHUNK).contains(&buf.capacity()) {
+        crate::io::keep_spare(&SPARE, buf);
     }
-    SPARE.with(|s| {
-        let mut s = s.borrow_mut();
-        if s.len() < SPARE_BUFFERS {
-            s.push(buf);
-        }
-    });
 }
 
 impl ServerConn {

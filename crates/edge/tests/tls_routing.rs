@@ -91,26 +91,47 @@ spec:
     path
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sni_alpn_routing_and_headers() {
+/// A gateway on [`config`]: certificates for api.example.test and *.apps.test, the
+/// backends "api" and "web". Fields drop in order: the gateway first, the files last.
+struct Edge {
+    gw: rampart_edge::Gateway,
+    _backends: (Backend, Backend),
+    a: Cert,
+    w: Cert,
+    dir: tempfile::TempDir,
+}
+
+async fn edge(extra: &str) -> Edge {
     let dir = tempdir();
     let a = write_cert(dir.path(), "api", &["api.example.test"]);
     let w = write_cert(dir.path(), "apps", &["*.apps.test"]);
     let api = Backend::start("api").await;
     let web = Backend::start("web").await;
-    let gw = start(&config(dir.path(), &a, &w, &api, &web, "")).await;
-    let edge = addr(&gw, "https");
-    let both = client_config(&[&a.pem, &w.pem], &["h2", "http/1.1"]);
-    let h1 = client_config(&[&a.pem, &w.pem], &["http/1.1"]);
+    let gw = start(&config(dir.path(), &a, &w, &api, &web, extra)).await;
+    Edge {
+        gw,
+        _backends: (api, web),
+        a,
+        w,
+        dir,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sni_alpn_routing_and_headers() {
+    let e = edge("").await;
+    let edge = addr(&e.gw, "https");
+    let both = client_config(&[&e.a.pem, &e.w.pem], &["h2", "http/1.1"]);
+    let h1 = client_config(&[&e.a.pem, &e.w.pem], &["http/1.1"]);
 
     // SNI picks the certificate; ALPN picks the protocol.
     let r = https_get(&both, edge, "api.example.test", "/v1/items").await;
-    assert_eq!(r.cert, a.fingerprint);
+    assert_eq!(r.cert, e.a.fingerprint);
     assert_eq!(r.alpn.as_deref(), Some("h2"));
     assert_eq!(r.status, 200);
     assert_eq!(r.headers["x-served-by"], "api");
     let r = https_get(&h1, edge, "shop.apps.test", "/").await;
-    assert_eq!(r.cert, w.fingerprint);
+    assert_eq!(r.cert, e.w.fingerprint);
     assert_eq!(r.alpn.as_deref(), Some("http/1.1"));
     assert_eq!(r.headers["x-served-by"], "web");
     // A name no certificate covers, and no default: the handshake is refused.
@@ -176,14 +197,14 @@ async fn sni_alpn_routing_and_headers() {
         r.headers["location"],
         "https://new.example.test/old/page?q=1"
     );
-    let r = http_get(addr(&gw, "plain"), "site.test", "/a?b=c", &[])
+    let r = http_get(addr(&e.gw, "plain"), "site.test", "/a?b=c", &[])
         .await
         .unwrap();
     assert_eq!(r.status, 308);
     assert_eq!(r.headers["location"], "https://site.test:8443/a?b=c");
 
     // Metrics count by route and status, and handshakes by kind.
-    let m = metrics(&gw).await;
+    let m = metrics(&e.gw).await;
     assert!(m.contains("rampart_edge_http_requests_total{listener=\"https\",route=\"api-v1-get\",status=\"200\"}"), "{m}");
     assert!(
         m.contains("rampart_edge_tls_handshakes_total{listener=\"https\",kind=\"failed\"} 1"),
@@ -202,24 +223,11 @@ async fn https_get(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trusted_proxies_extend_the_chain() {
-    let dir = tempdir();
-    let a = write_cert(dir.path(), "api", &["api.example.test"]);
-    let w = write_cert(dir.path(), "apps", &["*.apps.test"]);
-    let api = Backend::start("api").await;
-    let web = Backend::start("web").await;
-    let gw = start(&config(
-        dir.path(),
-        &a,
-        &w,
-        &api,
-        &web,
-        "  trustedProxies: [127.0.0.0/8]",
-    ))
-    .await;
-    let c = client_config(&[&a.pem], &["http/1.1"]);
+    let e = edge("  trustedProxies: [127.0.0.0/8]").await;
+    let c = client_config(&[&e.a.pem], &["http/1.1"]);
     let r = https(
         &c,
-        addr(&gw, "https"),
+        addr(&e.gw, "https"),
         "api.example.test",
         "GET",
         "/v1/x",
@@ -246,16 +254,11 @@ async fn trusted_proxies_extend_the_chain() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resumption_with_tickets() {
-    let dir = tempdir();
-    let a = write_cert(dir.path(), "api", &["api.example.test"]);
-    let w = write_cert(dir.path(), "apps", &["*.apps.test"]);
-    let api = Backend::start("api").await;
-    let web = Backend::start("web").await;
-    let gw = start(&config(dir.path(), &a, &w, &api, &web, "")).await;
-    let c = client_config(&[&a.pem], &["http/1.1"]);
+    let e = edge("").await;
+    let c = client_config(&[&e.a.pem], &["http/1.1"]);
     let first = https(
         &c,
-        addr(&gw, "https"),
+        addr(&e.gw, "https"),
         "api.example.test",
         "GET",
         "/v1/a",
@@ -266,7 +269,7 @@ async fn resumption_with_tickets() {
     assert!(!first.resumed);
     let second = https(
         &c,
-        addr(&gw, "https"),
+        addr(&e.gw, "https"),
         "api.example.test",
         "GET",
         "/v1/a",
@@ -275,7 +278,7 @@ async fn resumption_with_tickets() {
     .await
     .unwrap();
     assert!(second.resumed);
-    let m = metrics(&gw).await;
+    let m = metrics(&e.gw).await;
     assert!(m.contains("kind=\"resumed\"} 1"), "{m}");
     assert!(m.contains("kind=\"full\"} 1"), "{m}");
 }
@@ -285,14 +288,9 @@ async fn resumption_with_tickets() {
 /// TLS 1.3 session ticket leaves with the response too, not on its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn last_response_and_close_notify_leave_together() {
-    let dir = tempdir();
-    let a = write_cert(dir.path(), "api", &["api.example.test"]);
-    let w = write_cert(dir.path(), "apps", &["*.apps.test"]);
-    let api = Backend::start("api").await;
-    let web = Backend::start("web").await;
-    let gw = start(&config(dir.path(), &a, &w, &api, &web, "")).await;
-    let c = client_config(&[&a.pem], &["http/1.1"]);
-    let edge = addr(&gw, "https");
+    let e = edge("").await;
+    let c = client_config(&[&e.a.pem], &["http/1.1"]);
+    let edge = addr(&e.gw, "https");
     for (path, status) in [("/v1/a", "200"), ("/v10", "404")] {
         let c = c.clone();
         let (response, closed_with_it) = tokio::task::spawn_blocking(move || {
@@ -355,16 +353,11 @@ async fn last_response_and_close_notify_leave_together() {
 /// curl, as a user would run it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn curl_over_http1_and_http2() {
-    let dir = tempdir();
-    let a = write_cert(dir.path(), "api", &["api.example.test"]);
-    let w = write_cert(dir.path(), "apps", &["*.apps.test"]);
-    let api = Backend::start("api").await;
-    let web = Backend::start("web").await;
-    let gw = start(&config(dir.path(), &a, &w, &api, &web, "")).await;
-    let port = addr(&gw, "https").port();
-    let ca = dir.path().join("ca.pem");
-    std::fs::write(&ca, format!("{}{}", a.pem, w.pem)).unwrap();
-    let body = dir.path().join("body.bin");
+    let e = edge("").await;
+    let port = addr(&e.gw, "https").port();
+    let ca = e.dir.path().join("ca.pem");
+    std::fs::write(&ca, format!("{}{}", e.a.pem, e.w.pem)).unwrap();
+    let body = e.dir.path().join("body.bin");
     std::fs::write(&body, vec![b'x'; 3 << 20]).unwrap();
     let upload = format!("@{}", body.display());
     for (flag, version) in [("--http1.1", "1.1"), ("--http2", "2")] {

@@ -17,7 +17,7 @@ use crate::h1::chunked::{self, Decoder};
 use crate::h1::encode::{self, BodyOut, LocalOut, Parsed, RequestOut, ResponseOut};
 use crate::h1::head::{self, BadResponse, Field, Framing, HeadError, HeadLimits, RequestHead};
 use crate::hooks::Abuse;
-use crate::io::{ClientTransport, ms_at};
+use crate::io::{ClientTransport, keep_spare, ms_at, take_spare};
 use crate::proxy::{self, ConnContext, Failure, InFlight};
 use crate::runtime::Runtime;
 use crate::upstream::ServerConn;
@@ -41,21 +41,12 @@ const MAX_TRAILERS: usize = 16 * 1024;
 /// Time given to the last write before a close.
 const LINGER: Duration = Duration::from_secs(1);
 
-/// Buffers of idle connections kept per worker thread for the next request that
-/// arrives, at most this many of each kind: an idle connection holds none, and a
-/// busy worker does not allocate and free them on every request.
-const SPARE_BUFFERS: usize = 32;
-
-/// Spare buffers of this thread's idle connections (see [`SPARE_BUFFERS`]).
-#[derive(Default)]
-struct Spares {
-    rbuf: Vec<BytesMut>,
-    wbuf: Vec<Vec<u8>>,
-    fields: Vec<Vec<Field>>,
-}
-
 thread_local! {
-    static SPARES: std::cell::RefCell<Spares> = std::cell::RefCell::default();
+    /// Buffers of this thread's idle connections (which hold none), for the next
+    /// request that arrives.
+    static RBUFS: std::cell::RefCell<Vec<BytesMut>> = const { std::cell::RefCell::new(Vec::new()) };
+    static WBUFS: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
+    static FIELDS: std::cell::RefCell<Vec<Vec<Field>>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Keeps an idle connection's buffers, emptied, for reuse on this thread; buffers
@@ -68,32 +59,21 @@ fn keep_spares(mut rbuf: BytesMut, mut wbuf: Vec<u8>, mut fields: Vec<Field>) {
     }
     wbuf.clear();
     fields.clear();
-    SPARES.with(|s| {
-        let mut s = s.borrow_mut();
-        if (HEAD_CHUNK..=2 * HEAD_CHUNK).contains(&rbuf.capacity()) && s.rbuf.len() < SPARE_BUFFERS
-        {
-            s.rbuf.push(rbuf);
-        }
-        if (1..=INLINE_BODY + 1024).contains(&wbuf.capacity()) && s.wbuf.len() < SPARE_BUFFERS {
-            s.wbuf.push(wbuf);
-        }
-        if (1..=128).contains(&fields.capacity()) && s.fields.len() < SPARE_BUFFERS {
-            s.fields.push(fields);
-        }
-    });
+    if (HEAD_CHUNK..=2 * HEAD_CHUNK).contains(&rbuf.capacity()) {
+        keep_spare(&RBUFS, rbuf);
+    }
+    if (1..=INLINE_BODY + 1024).contains(&wbuf.capacity()) {
+        keep_spare(&WBUFS, wbuf);
+    }
+    if (1..=128).contains(&fields.capacity()) {
+        keep_spare(&FIELDS, fields);
+    }
 }
 
 /// Buffers for a connection whose next request started: this thread's spares, or
 /// empty ones.
 fn take_spares() -> (BytesMut, Vec<u8>, Vec<Field>) {
-    SPARES.with(|s| {
-        let mut s = s.borrow_mut();
-        (
-            s.rbuf.pop().unwrap_or_default(),
-            s.wbuf.pop().unwrap_or_default(),
-            s.fields.pop().unwrap_or_default(),
-        )
-    })
+    (take_spare(&RBUFS), take_spare(&WBUFS), take_spare(&FIELDS))
 }
 
 /// What happens after a request.
@@ -1565,6 +1545,7 @@ async fn write_server(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::io::SPARE_BUFFERS;
 
     fn poll_once(timer: &mut Pin<Box<Sleep>>, deadline: Instant) -> Poll<()> {
         let mut cx = Context::from_waker(std::task::Waker::noop());
@@ -1633,7 +1614,7 @@ mod tests {
                     Vec::with_capacity(4),
                 );
             }
-            SPARES.with(|s| assert_eq!(s.borrow().rbuf.len(), SPARE_BUFFERS));
+            RBUFS.with(|s| assert_eq!(s.borrow().len(), SPARE_BUFFERS));
         })
         .join()
         .unwrap();
