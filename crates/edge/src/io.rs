@@ -1,7 +1,8 @@
 //! Stream adapters: replaying bytes already read (after a ClientHello or PROXY header
-//! peek), tracking activity for idle timeouts, a monotonic millisecond clock, and
-//! [`ClientTransport`], what the HTTP/1.1 engine asks of a client stream (a last write
-//! that carries the transport's own closure).
+//! peek), tracking activity for idle timeouts, a monotonic millisecond clock, the
+//! per-thread spare buffers of idle connections, and [`ClientTransport`], what the
+//! HTTP/1.1 engine asks of a client stream (a last write that carries the transport's
+//! own closure).
 
 use std::io;
 use std::pin::Pin;
