@@ -270,7 +270,7 @@ pub fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
 }
 
 fn memchr_lf(s: &[u8]) -> Option<usize> {
-    s.iter().position(|&b| b == b'\n')
+    memchr::memchr(b'\n', s)
 }
 
 /// Checks a head that has not ended yet against the size limits, so that a client
