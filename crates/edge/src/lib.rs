@@ -53,6 +53,7 @@ pub mod runtime;
 pub mod sni;
 pub mod tls_server;
 pub mod upstream;
+pub mod worker;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -253,11 +254,11 @@ impl Gateway {
     ) -> Result<Gateway, StartError> {
         let src = source.read()?;
         let config = config::load(std::slice::from_ref(&src))?;
-        let metrics = Metrics::default();
         let carry = Carry::default();
         let protection = protect::Protection::new(&config);
         let hooks = protect::install(hooks, protection.clone());
         let workers = spawn_workers(workers).map_err(|source| StartError::Workers { source })?;
+        let metrics = Metrics::new(workers.len());
         let rt = runtime::build(
             config,
             digest(&src.text),
@@ -554,7 +555,7 @@ fn spawn_workers(n: usize) -> std::io::Result<Vec<tokio::runtime::Handle>> {
         std::thread::Builder::new()
             .name(format!("rampart-edge-{i}"))
             .spawn(move || {
-                upstream::set_worker_index(i + 1);
+                worker::set_index(i + 1);
                 rt.block_on(std::future::pending::<()>())
             })?;
     }

@@ -9,21 +9,30 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::worker::PerWorker;
+
 /// Upper bounds of the latency buckets, in seconds.
 pub const LATENCY_BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-/// Metrics of one HTTP route.
+/// Metrics of one HTTP route, counted per worker thread (see [`crate::worker`]) and
+/// added up when rendered.
 #[derive(Debug)]
 pub struct RouteMetrics {
+    per_worker: PerWorker<RouteCounts>,
+}
+
+#[derive(Debug)]
+struct RouteCounts {
+    /// By status code, from 100.
     statuses: Box<[AtomicU64]>,
     buckets: [AtomicU64; LATENCY_BUCKETS.len()],
     count: AtomicU64,
     sum_micros: AtomicU64,
 }
 
-impl Default for RouteMetrics {
+impl Default for RouteCounts {
     fn default() -> Self {
         Self {
             statuses: (100..600).map(|_| AtomicU64::new(0)).collect(),
@@ -34,22 +43,43 @@ impl Default for RouteMetrics {
     }
 }
 
+impl Default for RouteMetrics {
+    fn default() -> Self {
+        Self::new(0)
+    }
+}
+
 impl RouteMetrics {
+    /// Counters for `workers` worker threads.
+    pub fn new(workers: usize) -> Self {
+        Self {
+            per_worker: PerWorker::new(workers, RouteCounts::default),
+        }
+    }
+
     /// Records one response: its status and the time to its headers.
     pub fn record(&self, status: u16, latency: Duration) {
-        if let Some(c) = usize::from(status)
+        let c = self.per_worker.local();
+        if let Some(n) = usize::from(status)
             .checked_sub(100)
-            .and_then(|i| self.statuses.get(i))
+            .and_then(|i| c.statuses.get(i))
         {
-            c.fetch_add(1, Ordering::Relaxed);
+            n.fetch_add(1, Ordering::Relaxed);
         }
         let secs = latency.as_secs_f64();
         if let Some(i) = LATENCY_BUCKETS.iter().position(|b| secs <= *b) {
-            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+            c.buckets[i].fetch_add(1, Ordering::Relaxed);
         }
-        self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_micros
+        c.count.fetch_add(1, Ordering::Relaxed);
+        c.sum_micros
             .fetch_add(latency.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    fn sum(&self, f: impl Fn(&RouteCounts) -> &AtomicU64) -> u64 {
+        self.per_worker
+            .iter()
+            .map(|c| f(c).load(Ordering::Relaxed))
+            .fold(0, u64::wrapping_add)
     }
 }
 
@@ -77,6 +107,8 @@ pub struct ListenerMetrics {
 /// Every metric of a gateway.
 #[derive(Debug, Default)]
 pub struct Metrics {
+    /// Worker threads that count requests (route counters keep one slot per worker).
+    workers: usize,
     routes: Mutex<BTreeMap<(String, String), Arc<RouteMetrics>>>,
     listeners: Mutex<BTreeMap<String, Arc<ListenerMetrics>>>,
     /// Reloads applied.
@@ -88,6 +120,14 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Metrics for a gateway with `workers` data-path worker threads.
+    pub fn new(workers: usize) -> Self {
+        Self {
+            workers,
+            ..Self::default()
+        }
+    }
+
     /// The handle for a route of a listener (created on first use).
     pub fn route(&self, listener: &str, route: &str) -> Arc<RouteMetrics> {
         let mut map = self
@@ -95,7 +135,7 @@ impl Metrics {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         map.entry((listener.to_owned(), route.to_owned()))
-            .or_default()
+            .or_insert_with(|| Arc::new(RouteMetrics::new(self.workers)))
             .clone()
     }
 
@@ -117,8 +157,8 @@ impl Metrics {
         out.push_str("# HELP rampart_edge_http_requests_total HTTP responses by listener, route and status.\n");
         out.push_str("# TYPE rampart_edge_http_requests_total counter\n");
         for ((l, r), m) in routes.iter() {
-            for (i, c) in m.statuses.iter().enumerate() {
-                let n = c.load(Ordering::Relaxed);
+            for i in 0..500 {
+                let n = m.sum(|c| &c.statuses[i]);
                 if n > 0 {
                     let _ = writeln!(
                         out,
@@ -134,14 +174,14 @@ impl Metrics {
         out.push_str("# TYPE rampart_edge_http_response_seconds histogram\n");
         for ((l, r), m) in routes.iter() {
             let mut cumulative = 0;
-            for (b, c) in LATENCY_BUCKETS.iter().zip(&m.buckets) {
-                cumulative += c.load(Ordering::Relaxed);
+            for (i, b) in LATENCY_BUCKETS.iter().enumerate() {
+                cumulative += m.sum(|c| &c.buckets[i]);
                 let _ = writeln!(
                     out,
                     "rampart_edge_http_response_seconds_bucket{{listener=\"{l}\",route=\"{r}\",le=\"{b}\"}} {cumulative}"
                 );
             }
-            let count = m.count.load(Ordering::Relaxed);
+            let count = m.sum(|c| &c.count);
             let _ = writeln!(
                 out,
                 "rampart_edge_http_response_seconds_bucket{{listener=\"{l}\",route=\"{r}\",le=\"+Inf\"}} {count}"
@@ -149,7 +189,7 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "rampart_edge_http_response_seconds_sum{{listener=\"{l}\",route=\"{r}\"}} {}",
-                m.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
+                m.sum(|c| &c.sum_micros) as f64 / 1e6
             );
             let _ = writeln!(
                 out,

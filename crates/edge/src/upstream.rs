@@ -15,6 +15,8 @@ use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
+use crate::worker::PerWorker;
+
 /// A connection to a server, plain or TLS.
 #[derive(Debug)]
 pub enum UpstreamIo {
@@ -277,26 +279,12 @@ pub struct WriteError {
     pub error: io::Error,
 }
 
-thread_local! {
-    static WORKER: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
-}
-
-/// Marks the current thread as data-path worker `i` (1-based; 0 is any other thread).
-pub fn set_worker_index(i: usize) {
-    WORKER.with(|w| w.set(i));
-}
-
-/// The current thread's worker index (0 outside the data-path workers).
-pub fn worker_index() -> usize {
-    WORKER.with(std::cell::Cell::get)
-}
-
 /// Idle connections to one server, most recently used first, kept per worker thread:
 /// a connection is registered with the I/O driver of the worker that opened it, so it
 /// is only ever reused by that worker (no cross-thread wake-ups per request).
 #[derive(Debug)]
 pub struct ServerPool {
-    slots: Box<[std::sync::Mutex<Vec<ServerConn>>]>,
+    slots: PerWorker<std::sync::Mutex<Vec<ServerConn>>>,
     max_idle_per_slot: usize,
     idle_timeout_ms: u64,
 }
@@ -305,19 +293,16 @@ impl ServerPool {
     /// A pool for `workers` worker threads keeping at most `max_idle` connections in
     /// total for at most `idle_timeout`.
     pub fn new(max_idle: usize, idle_timeout: Duration, workers: usize) -> Self {
-        let slots = workers.max(1) + 1;
         Self {
-            slots: (0..slots)
-                .map(|_| std::sync::Mutex::new(Vec::new()))
-                .collect(),
+            slots: PerWorker::new(workers.max(1), || std::sync::Mutex::new(Vec::new())),
             max_idle_per_slot: max_idle.div_ceil(workers.max(1)),
             idle_timeout_ms: idle_timeout.as_millis() as u64,
         }
     }
 
     fn slot(&self) -> std::sync::MutexGuard<'_, Vec<ServerConn>> {
-        let i = worker_index() % self.slots.len();
-        self.slots[i]
+        self.slots
+            .local()
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -349,7 +334,7 @@ impl ServerPool {
     /// Drops expired and closed connections.
     pub fn sweep(&self, now_ms: u64) {
         let timeout = self.idle_timeout_ms;
-        for slot in &self.slots {
+        for slot in self.slots.iter() {
             let mut idle = slot
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
