@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use tokio::sync::watch;
+use futures_util::FutureExt;
 use tokio::time::{Instant, Sleep};
 
 use crate::config::{HttpRoute, RouteAction};
@@ -171,7 +171,17 @@ struct Conn<'a, IO> {
     /// When the last response was sent, if the clock was read then: the idle wait
     /// for the next request starts from it.
     idle_since: Option<Instant>,
+    /// The config revision and this connection's listener index in it (revisions
+    /// start at 1).
+    listener_at: (u64, usize),
 }
+
+/// The gateway's drain signal as a connection waits for it: ready once when draining
+/// starts, pending before and after.
+type Drain<'a> = Pin<&'a mut (dyn std::future::Future<Output = ()> + Send)>;
+
+/// A connection's view of the running config.
+type RuntimeCache<'a> = arc_swap::Cache<&'a arc_swap::ArcSwap<Runtime>, Arc<Runtime>>;
 
 /// Serves HTTP/1.x requests on `io` until the client leaves, a limit cuts it, or the
 /// gateway drains.
@@ -189,13 +199,23 @@ where
         timer: Box::pin(tokio::time::sleep_until(now + Duration::from_secs(3600))),
         born: now,
         idle_since: None,
+        listener_at: (0, 0),
     };
+    // The drain signal is registered once for the connection, not once per idle
+    // wait; it stays pending after it fired (the flag in `read_head` then decides).
     let mut shutdown = ctx.shared.shutdown.subscribe();
+    let mut drain = std::pin::pin!(
+        async move {
+            let _ = shutdown.changed().await;
+        }
+        .fuse()
+    );
+    // The running config, held across requests while no reload replaces it (checked
+    // with one load per request rather than a reference count taken and dropped).
+    let mut current = arc_swap::Cache::new(&ctx.shared.current);
     let mut first = true;
     loop {
-        let rt = ctx.shared.current.load_full();
-        let next = c.request(&rt, first, &mut shutdown).await;
-        drop(rt);
+        let next = c.request(&mut current, first, drain.as_mut()).await;
         first = false;
         if next == Next::Close {
             break;
@@ -263,6 +283,14 @@ impl<IO> Conn<'_, IO>
 where
     IO: ClientTransport,
 {
+    /// This connection's listener in `rt`, looked up once per config revision.
+    fn listener_index(&mut self, rt: &Runtime) -> Option<usize> {
+        if self.listener_at.0 != rt.revision {
+            self.listener_at = (rt.revision, *rt.by_name.get(&self.ctx.listener)?);
+        }
+        Some(self.listener_at.1)
+    }
+
     fn report(&self, abuse: Abuse, detail: &str) {
         crate::abuse::report(
             &self.ctx.shared,
@@ -276,20 +304,23 @@ where
 
     async fn request(
         &mut self,
-        rt: &Arc<Runtime>,
+        current: &mut RuntimeCache<'_>,
         first: bool,
-        shutdown: &mut watch::Receiver<bool>,
+        drain: Drain<'_>,
     ) -> Next {
-        let Some(&li) = rt.by_name.get(&self.ctx.listener) else {
+        // The wait for the head follows the config of when it started; the request
+        // is served by the config of when its head is complete.
+        let rt = current.load();
+        if self.listener_index(rt).is_none() {
             return Next::Close;
-        };
+        }
         let cfg = &rt.config;
         let limits = HeadLimits {
             max_head_bytes: cfg.limits.max_header_bytes,
             max_fields: cfg.limits.max_headers,
             max_target_bytes: cfg.limits.max_uri_bytes,
         };
-        let head = match self.read_head(rt, &limits, first, shutdown).await {
+        let head = match self.read_head(rt, &limits, first, drain).await {
             Ok(h) => h,
             Err(HeadWait::Closed) => return Next::Close,
             Err(HeadWait::Slow) => {
@@ -302,6 +333,10 @@ where
                 self.local_and_close(e.status()).await;
                 return Next::Close;
             }
+        };
+        let rt = current.load();
+        let Some(li) = self.listener_index(rt) else {
+            return Next::Close;
         };
         let started = Instant::now();
         let decision = self.decide(rt, li, &head);
@@ -517,7 +552,7 @@ where
         rt: &Runtime,
         limits: &HeadLimits,
         first: bool,
-        shutdown: &mut watch::Receiver<bool>,
+        drain: Drain<'_>,
     ) -> Result<RequestHead, HeadWait> {
         let t = &rt.config.timeouts;
         // Taken for this wait only: a pipelined request skips the idle wait, and the
@@ -525,7 +560,7 @@ where
         let idle_since = self.idle_since.take();
         let deadline;
         if self.rbuf.is_empty() {
-            if *shutdown.borrow() {
+            if self.ctx.shared.draining.load(Ordering::Relaxed) {
                 return Err(HeadWait::Closed);
             }
             // Idle: no buffer is held while waiting.
@@ -539,7 +574,7 @@ where
             } else {
                 idle_since.unwrap_or_else(Instant::now) + t.idle
             };
-            match self.read_first(wait_until, shutdown).await {
+            match self.read_first(wait_until, drain).await {
                 Some(Ok(n)) if n > 0 => {}
                 // Nothing arrived in time: a connection opened ahead of need (browsers
                 // preconnect) or an idle keep-alive one. It is closed without a
@@ -576,7 +611,7 @@ where
     async fn read_first(
         &mut self,
         deadline: Instant,
-        shutdown: &mut watch::Receiver<bool>,
+        mut drain: Drain<'_>,
     ) -> Option<std::io::Result<usize>> {
         let Conn {
             io,
@@ -586,7 +621,6 @@ where
             timer,
             ..
         } = self;
-        let mut drain = std::pin::pin!(shutdown.changed());
         std::future::poll_fn(|cx| {
             // No buffer while idle: the first bytes land on the stack, and only then is a
             // buffer allocated for them.
@@ -748,7 +782,7 @@ where
                 .filter(|&n| self.rbuf.len() - head.len >= n),
             _ => None,
         };
-        let draining = *self.ctx.shared.shutdown.borrow();
+        let draining = self.ctx.shared.draining.load(Ordering::Relaxed);
         let close = force_close || head.close || body_here.is_none() || draining;
         match body_here {
             Some(n) if !close => self.rbuf.advance(head.len + n),
@@ -895,6 +929,10 @@ where
             return (next, Some(Failure::status(failure)), None);
         };
         let addr = backend.addrs[si];
+        // A pooled connection and a request without more body to send: the request
+        // left microseconds after `started`, which then starts the response deadline
+        // too (one clock read fewer per request).
+        let sent_at_start = up.uses > 0 && body.done();
         up.uses += 1;
         self.wbuf.clear();
 
@@ -932,7 +970,12 @@ where
         }
 
         // The response head (1xx skipped).
-        let deadline = Instant::now() + cfg.timeouts.server_response;
+        let sent_at = if sent_at_start {
+            started
+        } else {
+            Instant::now()
+        };
+        let deadline = sent_at + cfg.timeouts.server_response;
         let resp = loop {
             match self.read_response_head(&mut up, deadline, is_head).await {
                 Ok(r) if (100..200).contains(&r.status) => {
@@ -965,7 +1008,7 @@ where
         proxy::report_server(rt, bi, si, !matches!(resp.status, 502..=504));
 
         // The response head for the client, then the body as it comes.
-        let draining = *ctx.shared.shutdown.borrow();
+        let draining = ctx.shared.draining.load(Ordering::Relaxed);
         let (out, until_close_out) = match resp.framing {
             Framing::Empty => (BodyOut::None, false),
             Framing::Length(n) => (BodyOut::Length(n), false),
@@ -1040,7 +1083,7 @@ where
         failure: Option<Failure>,
     ) -> Next {
         let status = Failure::status(failure);
-        let draining = *self.ctx.shared.shutdown.borrow();
+        let draining = self.ctx.shared.draining.load(Ordering::Relaxed);
         let close = head.close || !body.done() || draining;
         self.wbuf.clear();
         encode::local_response(
