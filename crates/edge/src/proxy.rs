@@ -509,7 +509,7 @@ pub async fn serve(
     if req.headers().len() > route.limits.max_headers {
         return refuse(431, Abuse::TooManyHeaders, "too many header fields");
     }
-    let route_metrics = rt.listeners[li].route_metrics[ri].clone();
+    let route_metrics = &rt.listeners[li].route_metrics[ri];
     let scheme = rt.listeners[li].scheme;
     let (response, upstream) = match &route.action {
         RouteAction::Redirect(r) => {
