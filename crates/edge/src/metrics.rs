@@ -16,6 +16,10 @@ pub const LATENCY_BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// The status codes counted one by one (the index of a code's counter is its distance
+/// from the start).
+const STATUS_CODES: std::ops::Range<u16> = 100..600;
+
 /// Metrics of one HTTP route, counted per worker thread (see [`crate::worker`]) and
 /// added up when rendered.
 #[derive(Debug)]
@@ -25,7 +29,7 @@ pub struct RouteMetrics {
 
 #[derive(Debug)]
 struct RouteCounts {
-    /// By status code, from 100.
+    /// By status code, over [`STATUS_CODES`].
     statuses: Box<[AtomicU64]>,
     buckets: [AtomicU64; LATENCY_BUCKETS.len()],
     count: AtomicU64,
@@ -35,17 +39,11 @@ struct RouteCounts {
 impl Default for RouteCounts {
     fn default() -> Self {
         Self {
-            statuses: (100..600).map(|_| AtomicU64::new(0)).collect(),
+            statuses: STATUS_CODES.map(|_| AtomicU64::new(0)).collect(),
             buckets: Default::default(),
             count: AtomicU64::new(0),
             sum_micros: AtomicU64::new(0),
         }
-    }
-}
-
-impl Default for RouteMetrics {
-    fn default() -> Self {
-        Self::new(0)
     }
 }
 
@@ -60,9 +58,9 @@ impl RouteMetrics {
     /// Records one response: its status and the time to its headers.
     pub fn record(&self, status: u16, latency: Duration) {
         let c = self.per_worker.local();
-        if let Some(n) = usize::from(status)
-            .checked_sub(100)
-            .and_then(|i| c.statuses.get(i))
+        if let Some(n) = status
+            .checked_sub(STATUS_CODES.start)
+            .and_then(|i| c.statuses.get(usize::from(i)))
         {
             n.fetch_add(1, Ordering::Relaxed);
         }
@@ -157,13 +155,12 @@ impl Metrics {
         out.push_str("# HELP rampart_edge_http_requests_total HTTP responses by listener, route and status.\n");
         out.push_str("# TYPE rampart_edge_http_requests_total counter\n");
         for ((l, r), m) in routes.iter() {
-            for i in 0..500 {
+            for (i, code) in STATUS_CODES.enumerate() {
                 let n = m.sum(|c| &c.statuses[i]);
                 if n > 0 {
                     let _ = writeln!(
                         out,
-                        "rampart_edge_http_requests_total{{listener=\"{l}\",route=\"{r}\",status=\"{}\"}} {n}",
-                        i + 100
+                        "rampart_edge_http_requests_total{{listener=\"{l}\",route=\"{r}\",status=\"{code}\"}} {n}"
                     );
                 }
             }
